@@ -1,0 +1,1 @@
+"""Analysis: parameter counts, FLOPs, fidelity metrics and the pictures in reports."""

@@ -1,0 +1,61 @@
+"""The report written beside every output: JSON for machines, Markdown and a PNG for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _params(summary: dict[str, Any]) -> dict[str, int]:
+    return {name: c["params"] for name, c in summary["components"].items()}
+
+
+def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any], manifest: dict[str, Any]) -> None:
+    pb, pa = _params(before), _params(after)
+    names = list(dict.fromkeys(list(pb) + list(pa)))
+    report = {
+        "params_before": pb,
+        "params_after": pa,
+        "total_params_before": sum(pb.values()),
+        "total_params_after": sum(pa.values()),
+        "passes": manifest["pass_log"],
+        "resumed_from_pass": manifest.get("resumed_from_pass", -1),
+        "instruments": manifest.get("instruments", {}),
+        "components": after["components"],
+    }
+    (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    lines = ["# neocompress report", "", f"Base: `{manifest['base_source']}` ({manifest['family']})", "",
+             "| component | params before | params after | change |", "|---|---:|---:|---:|"]
+    for n in names:
+        b, a = pb.get(n, 0), pa.get(n, 0)
+        change = f"{(a - b) / b * 100:+.1f}%" if b else "new"
+        lines.append(f"| {n} | {b:,} | {a:,} | {change} |")
+    tb, ta = report["total_params_before"], report["total_params_after"]
+    lines.append(f"| **total** | **{tb:,}** | **{ta:,}** | **{(ta - tb) / tb * 100:+.1f}%** |")
+    lines += ["", "## Passes", "", "| # | pass | cached | seconds | summary |", "|---|---|---|---:|---|"]
+    for r in manifest["pass_log"]:
+        short = ", ".join(f"{k}={v}" for k, v in r["report"].items() if not isinstance(v, dict | list))[:160]
+        lines.append(f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |")
+    lines += ["", "![parameters per component](params.png)", ""]
+    (directory / "report.md").write_text("\n".join(lines))
+    plot_params(directory / "params.png", names, pb, pa)
+
+
+def plot_params(path: Path, names: list[str], before: dict[str, int], after: dict[str, int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [before.get(n, 0) for n in names], width=0.4, label="before")
+    ax.bar([i + 0.2 for i in x], [after.get(n, 0) for n in names], width=0.4, label="after")
+    ax.set_xticks(list(x), names, rotation=20)
+    ax.set_ylabel("parameters")
+    ax.set_title("Parameters per component")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""The `neocompress` command line: one module per command."""

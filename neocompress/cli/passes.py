@@ -1,0 +1,63 @@
+"""`neocompress passes list` and `neocompress passes show NAME` (the config schema with defaults and docs)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from pydantic_core import PydanticUndefined
+from rich.console import Console
+from rich.table import Table
+
+from neocompress.core.registry import get_pass, known_pass_names
+
+
+@click.group("passes")
+def group() -> None:
+    """List passes and show their configuration."""
+
+
+@group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_passes(as_json: bool) -> None:
+    rows = []
+    for name in known_pass_names():
+        cls = get_pass(name)
+        rows.append({"name": name, "version": cls.version, "summary": cls.summary})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("pass", "version", "summary")
+    for r in rows:
+        table.add_row(r["name"], str(r["version"]), r["summary"])
+    Console().print(table)
+
+
+@group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON schema.")
+def show(name: str, as_json: bool) -> None:
+    """Show the config of pass NAME: every key, its type, default and meaning."""
+    cls = get_pass(name)
+    if as_json:
+        click.echo(json.dumps(cls.Config.model_json_schema(), indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{cls.name}[/] v{cls.version}: {cls.summary}")
+    if cls.__doc__ or cls.__module__:
+        import sys
+
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+        if doc:
+            console.print(doc)
+    table = Table("key", "type", "default", "description")
+    for key, field in cls.Config.model_fields.items():
+        default = "(required)" if field.default is PydanticUndefined and field.default_factory is None else (
+            repr(field.default_factory()) if field.default_factory else repr(field.default))
+        table.add_row(key, _type_name(field.annotation), default, field.description or "")
+    console.print(table)
+    console.print(f"requires: {', '.join(cls.requires) or '-'}; produces: {', '.join(cls.produces) or '-'}")
+
+
+def _type_name(annotation: object) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -1,0 +1,1 @@
+"""The compiler core: passes, their registry and context, the pass manager, cache, and instruments."""

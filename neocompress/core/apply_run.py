@@ -1,0 +1,76 @@
+"""Apply a validated recipe: load, run the passes (resuming from the cache), write the output atomically.
+
+This is what `neocompress apply` does, kept apart from the CLI so tests and benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neocompress.analysis.report import write_report
+from neocompress.core.atomic import atomic_directory, refuse_existing
+from neocompress.core.cache import PassCache
+from neocompress.core.context import PassContext
+from neocompress.core.instruments import Instrument
+from neocompress.core.manager import PassManager, RunOutcome
+from neocompress.core.versions import tool_versions
+from neocompress.data.prompts import PromptSets
+from neocompress.models.family import get_family
+from neocompress.recipe.load import Recipe
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class ApplyOutcome:
+    output: Path
+    run: RunOutcome
+    manifest: dict[str, Any]
+
+
+def apply_recipe(recipe: Recipe, *, force: bool = False, cache_dir: Path | None = None,
+                 work_dir: Path | None = None, instruments: list[Instrument] | None = None,
+                 output: Path | None = None) -> ApplyOutcome:
+    m = recipe.model
+    out = Path(output or m.output)
+    refuse_existing(out, force)  # before any work: nothing is lost, nothing is wasted
+    family = get_family(m.model.family)
+    family.check_source(m.model.source)
+    dtype = DTYPES[m.model.dtype]
+    work = Path(work_dir or out.parent / f".{out.name}.work")
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = PassContext(
+        work_dir=work, seed=m.model.seed,
+        target=m.target.model_dump() if m.target else None,
+        cache=PassCache(cache_dir) if cache_dir is not None else None,
+        data=PromptSets(m.data.prompts),
+        instruments=list(instruments or []), device=m.model.device, dtype=dtype,
+    )
+    base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed)
+    manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=family.load)
+
+    def load_base():
+        return family.load(m.model.source, dtype=dtype, device=m.model.device, seed=m.model.seed)
+
+    base_summary = family.skeleton(m.model.source).summary()
+    run = manager.run(load_base, base_key)
+    manifest = {
+        "format": "neocompress-pipeline",
+        "format_version": 1,
+        "family": m.model.family,
+        "base_source": m.model.source,
+        "recipe": recipe.resolved(),
+        "versions": tool_versions(),
+        "pass_log": [r.to_dict() for r in run.records],
+        "resumed_from_pass": run.resumed_from,
+        "instruments": {k: v for inst in ctx.instruments for k, v in inst.record().items()},
+    }
+    with atomic_directory(out, force=force) as tmp:
+        family.save(run.ir, tmp, manifest)
+        (tmp / "recipe.resolved.yaml").write_text(recipe.resolved_yaml())
+        write_report(tmp, base_summary, run.ir.summary(), manifest)
+    return ApplyOutcome(out, run, manifest)

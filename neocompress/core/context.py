@@ -1,0 +1,43 @@
+"""PassContext: everything a pass may use besides the IR, passed explicitly.
+
+Why explicit (TVM's PassContext, minus its thread-local): no module globals or environment variables steer a
+pass, so the same recipe gives the same result wherever it runs, and tests can build a context by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from neocompress.core.cache import PassCache
+    from neocompress.core.instruments import Instrument
+    from neocompress.data.prompts import PromptSets
+
+
+@dataclass
+class PassContext:
+    """Work dir, seed, target, cache, data, accelerator and instruments for one run."""
+
+    work_dir: Path
+    seed: int = 0
+    target: dict[str, Any] | None = None
+    cache: PassCache | None = None
+    data: PromptSets | None = None
+    accelerator: Any | None = None  # an accelerate.Accelerator, created by training passes when needed
+    instruments: list[Instrument] = field(default_factory=list)
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A fresh CPU generator seeded from the run's seed (offset keeps streams of one pass apart)."""
+        return torch.Generator("cpu").manual_seed(self.seed + offset)
+
+    def pass_dir(self, pass_name: str, index: int) -> Path:
+        """A scratch directory owned by one pass of this run."""
+        d = self.work_dir / f"{index:02d}-{pass_name}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d

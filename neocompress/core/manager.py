@@ -1,0 +1,122 @@
+"""The pass manager: run a validated list of passes in order, checked, cached and logged.
+
+Why it owns these duties and passes do not: ordering, caching, provenance and verification must be the same
+for every pass. A recipe runs exactly as written (nothing reordered or skipped) or fails and says why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neocompress.core.cache import step_key
+from neocompress.core.context import PassContext
+from neocompress.core.errors import NeocompressError, PassError
+from neocompress.core.pass_base import Pass, PassResult
+from neocompress.ir.pipeline_ir import PipelineIR
+
+
+@dataclass
+class RunRecord:
+    """What happened to one pass in a run."""
+
+    index: int
+    name: str
+    version: int
+    config: dict[str, Any]
+    key: str
+    cached: bool
+    seconds: float
+    modified: bool
+    report: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunOutcome:
+    ir: PipelineIR
+    records: list[RunRecord] = field(default_factory=list)
+    resumed_from: int = -1  # index of the last pass restored from the cache, -1 if none
+
+
+class PassManager:
+    """Runs `passes` on an IR. `save`/`load_saved` let it store and restore pipelines in the cache."""
+
+    def __init__(self, passes: list[Pass], ctx: PassContext,
+                 save: Callable[[PipelineIR, Path, dict[str, Any]], None] | None = None,
+                 load_saved: Callable[[Path], PipelineIR] | None = None):
+        self.passes = passes
+        self.ctx = ctx
+        self._save = save
+        self._load_saved = load_saved
+
+    def keys(self, base_key: str) -> list[str]:
+        keys, prev = [], base_key
+        for p in self.passes:
+            prev = step_key(p.name, p.version, p.config.model_dump(mode="json"), prev, self.ctx.target)
+            keys.append(prev)
+        return keys
+
+    def run(self, load_base: Callable[[], PipelineIR], base_key: str) -> RunOutcome:
+        keys = self.keys(base_key)
+        cache = self.ctx.cache if (self._save and self._load_saved) else None
+        start, records, ir = 0, [], None
+        if cache is not None:
+            for i in range(len(keys) - 1, -1, -1):
+                if cache.has(keys[i]):
+                    ir = self._load_saved(cache.path(keys[i]))
+                    records = [RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
+                               for j in range(i + 1) if cache.has(keys[j])]
+                    if len(records) != i + 1:  # an earlier entry was evicted: rebuild the log honestly
+                        records = [RunRecord(**{**cache.entry(keys[i])["record"], "cached": True})]
+                    for r in records:
+                        for inst in self.ctx.instruments:
+                            inst.after_pass(r.index, r.name, PassResult(ir, r.modified, r.report), 0.0, True)
+                    start = i + 1
+                    break
+        if ir is None:
+            ir = load_base()
+        outcome = RunOutcome(ir, records, start - 1)
+        for i in range(start, len(self.passes)):
+            p = self.passes[i]
+            for inst in self.ctx.instruments:
+                inst.before_pass(i, p.name, outcome.ir)
+            t0 = time.perf_counter()
+            before = p.snapshot(outcome.ir)
+            try:
+                result = p.run(outcome.ir, self.ctx)
+            except NeocompressError:
+                raise
+            except Exception as e:  # name the pass; keep the cause chained for the traceback
+                raise PassError(f"pass {i} '{p.name}' failed: {type(e).__name__}: {e}") from e
+            p.ensures(before, result)
+            seconds = time.perf_counter() - t0
+            record = RunRecord(i, p.name, p.version, p.config.model_dump(mode="json"), keys[i], False, seconds,
+                               result.modified, result.report)
+            outcome.ir = result.ir
+            outcome.records.append(record)
+            outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
+            for inst in self.ctx.instruments:
+                inst.after_pass(i, p.name, result, seconds, False)
+            if cache is not None:
+                manifest = {"pass_log": outcome.ir.meta["pass_log"]}
+                cache.store(keys[i], {"record": record.to_dict()},
+                            lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m))
+        outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
+        return outcome
+
+    def plan(self, skeleton: PipelineIR) -> list[tuple[str | None, PipelineIR]]:
+        """Apply each pass's structural effect to a weightless IR; returns the IR after every step."""
+        import copy
+
+        steps: list[tuple[str | None, PipelineIR]] = [(None, skeleton)]
+        ir = skeleton
+        for p in self.passes:
+            ir = p.plan(copy.deepcopy(ir), self.ctx).ir
+            steps.append((p.name, ir))
+        return steps

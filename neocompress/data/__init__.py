@@ -1,0 +1,1 @@
+"""Data a pass may ask for: named prompt sets (calibration, distillation, evaluation)."""

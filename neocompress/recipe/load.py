@@ -1,0 +1,139 @@
+"""Load and validate a recipe completely before anything heavy runs.
+
+Validation happens in three layers, and every problem from every layer is reported together with its YAML path
+and line: (1) the recipe schema, (2) each pass entry against its pass's Config (unknown pass names get the
+nearest known name), (3) each pass's semantic `check` against the model's weightless skeleton, with the
+structural effect of the passes before it applied, so e.g. a block index that an earlier pass removed is caught.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from neocompress.core.errors import NeocompressError, Problem, RecipeError
+from neocompress.core.pass_base import Pass
+from neocompress.core.registry import UnknownPassError, get_pass
+from neocompress.recipe.schema import RecipeModel
+from neocompress.recipe.yaml_lines import PathKey, format_path, line_of, load_yaml_with_lines, read_recipe_file
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: the schema model, its pass instances, and where it came from."""
+
+    model: RecipeModel
+    passes: list[Pass]
+    file: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe with every default filled in (what the output records)."""
+        out = self.model.model_dump(mode="json")
+        out["passes"] = [{"name": p.name, **p.config.model_dump(mode="json")} for p in self.passes]
+        return out
+
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def _pydantic_problems(err: ValidationError, prefix: PathKey, lines: dict[PathKey, int], file: str) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc: PathKey = prefix + tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key '{loc[-1]}'"
+        elif e["type"] == "missing":
+            msg = f"missing required key '{loc[-1]}'"
+        elif "input" in e and e["type"] not in ("extra_forbidden",):
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(Problem(msg, file=file, path=format_path(loc), line=line_of(lines, loc)))
+    return problems
+
+
+def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
+    """Layers (1) and (2): schema and pass configs. Raises RecipeError with every problem found."""
+    data, lines = load_yaml_with_lines(text, file)
+    if not isinstance(data, dict):
+        raise RecipeError([Problem("a recipe must be a YAML mapping with 'model', 'passes' and 'output'",
+                                   file=file, line=1)])
+    problems: list[Problem] = []
+    model: RecipeModel | None = None
+    try:
+        model = RecipeModel.model_validate(data)
+    except ValidationError as e:
+        problems += _pydantic_problems(e, (), lines, file)
+
+    passes: list[Pass] = []
+    raw_passes = data.get("passes") or []
+    if isinstance(raw_passes, list):
+        for i, entry in enumerate(raw_passes):
+            where: PathKey = ("passes", i)
+            if not isinstance(entry, dict) or "name" not in entry:
+                problems.append(Problem("each pass needs a 'name' (e.g. '- name: remove_blocks')", file=file,
+                                        path=format_path(where), line=line_of(lines, where)))
+                continue
+            try:
+                cls = get_pass(str(entry["name"]))
+            except UnknownPassError as e:
+                problems.append(Problem(str(e), file=file, path=format_path(where + ("name",)),
+                                        line=line_of(lines, where + ("name",))))
+                continue
+            cfg = {k: v for k, v in entry.items() if k != "name"}
+            try:
+                passes.append(cls(cls.Config.model_validate(cfg)))
+            except ValidationError as e:
+                problems += _pydantic_problems(e, where, lines, file)
+    if problems or model is None:
+        raise RecipeError(problems)
+    return Recipe(model=model, passes=passes, file=file, raw=data)
+
+
+def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None) -> list[Problem]:
+    """Layer (3): semantic checks of every pass on the weightless skeleton, in recipe order."""
+    import copy
+
+    from neocompress.core.context import PassContext
+    from neocompress.models.family import get_family
+
+    lines = lines or {}
+    problems: list[Problem] = []
+    try:
+        family = get_family(recipe.model.model.family)
+        family.check_source(recipe.model.model.source)
+        ir = family.skeleton(recipe.model.model.source)
+    except NeocompressError as e:
+        return [Problem(str(e), file=recipe.file, path="model.source", line=line_of(lines, ("model", "source")))]
+    ctx = PassContext(work_dir=Path("/nonexistent"), seed=recipe.model.model.seed,
+                      target=recipe.model.target.model_dump() if recipe.model.target else None)
+    for i, p in enumerate(recipe.passes):
+        found = p.check(ir)
+        for prob in found:
+            loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
+            problems.append(Problem(f"{p.name}: {prob.message}", file=recipe.file, path=format_path(loc),
+                                    line=line_of(lines, loc)))
+        if found:
+            break  # later passes would be checked against a structure this one cannot produce
+        ir = p.plan(copy.deepcopy(ir), ctx).ir
+    return problems
+
+
+def load_recipe(path: str | Path, *, check_model: bool = True) -> Recipe:
+    """Read, parse and fully validate a recipe file; raise RecipeError listing every problem."""
+    file = str(path)
+    text = read_recipe_file(Path(path))
+    recipe = parse_recipe(text, file)
+    if check_model:
+        _, lines = load_yaml_with_lines(text, file)
+        problems = check_against_model(recipe, lines)
+        if problems:
+            raise RecipeError(problems)
+    return recipe
+
+
+validate_recipe = load_recipe

@@ -1,0 +1,66 @@
+"""The recipe schema. Every section rejects unknown keys; pass entries are checked by each pass's own Config.
+
+Why pydantic: its error list gives every problem with a location, which we map to YAML lines; nothing is
+validated by hand that a schema can state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(Strict):
+    family: str = Field("pyramid-flow", description="model family, e.g. 'pyramid-flow'")
+    source: str = Field(..., description="'builtin:NAME' or a checkpoint directory")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "cpu"
+    seed: int = Field(0, ge=0, description="seed for random init (builtin sources) and every pass")
+
+
+class PromptSet(Strict):
+    source: str = Field("builtin:vbench", description="'builtin:vbench' or a text file with one prompt a line")
+    count: int | None = Field(None, gt=0, description="use only the first COUNT prompts")
+
+
+class DataSection(Strict):
+    prompts: dict[str, PromptSet] = Field(default_factory=dict)
+
+
+class TargetSection(Strict):
+    name: Literal["onnxruntime", "hexagon"] = "onnxruntime"
+    device: str | None = Field(None, description="device profile, e.g. 'snapdragon-8-elite' (hexagon)")
+
+
+class GenerateSection(Strict):
+    """How `neocompress generate` samples from the output by default."""
+
+    prompts: list[str] = Field(default_factory=lambda: ["a red circle moving left on a grey background"])
+    frames: int = Field(9, gt=0, description="video frames; must be 1 + 8k")
+    height: int = Field(64, gt=0)
+    width: int = Field(64, gt=0)
+    first_unit_steps: tuple[int, int, int] | None = None
+    later_unit_steps: tuple[int, int, int] | None = None
+    guidance_first: float | None = None
+    guidance_later: float | None = None
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_fit_vae(cls, v: int) -> int:
+        if (v - 1) % 8 != 0:
+            raise ValueError(f"frames must be 1 + 8k for the 8x temporal VAE (e.g. 9, 17, 49), got {v}")
+        return v
+
+
+class RecipeModel(Strict):
+    model: ModelSection
+    data: DataSection = Field(default_factory=DataSection)
+    passes: list[dict[str, Any]] = Field(default_factory=list)
+    target: TargetSection | None = None
+    generate: GenerateSection | None = None
+    output: str = Field(..., description="output directory")
