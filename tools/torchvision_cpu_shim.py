@@ -11,6 +11,7 @@ ops stay unavailable (nothing in neocompress needs them). On a CUDA install it d
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import sys
 
@@ -40,10 +41,8 @@ class _TorchvisionCpuFinder(importlib.abc.MetaPathFinder):
 def _define_missing_schemas(torch) -> None:  # noqa: ANN001
     lib = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
-        try:
+        with contextlib.suppress(RuntimeError):  # already defined by a build whose compiled ops loaded
             lib.define(schema)
-        except RuntimeError:
-            pass  # already defined by a build whose compiled ops loaded
     # Keep the library object alive for the life of the process.
     _define_missing_schemas.lib = lib  # type: ignore[attr-defined]
 

@@ -25,8 +25,14 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
         "components": after["components"],
     }
     (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    lines = ["# neocompress report", "", f"Base: `{manifest['base_source']}` ({manifest['family']})", "",
-             "| component | params before | params after | change |", "|---|---:|---:|---:|"]
+    lines = [
+        "# neocompress report",
+        "",
+        f"Base: `{manifest['base_source']}` ({manifest['family']})",
+        "",
+        "| component | params before | params after | change |",
+        "|---|---:|---:|---:|",
+    ]
     for n in names:
         b, a = pb.get(n, 0), pa.get(n, 0)
         change = f"{(a - b) / b * 100:+.1f}%" if b else "new"
@@ -36,7 +42,9 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
     lines += ["", "## Passes", "", "| # | pass | cached | seconds | summary |", "|---|---|---|---:|---|"]
     for r in manifest["pass_log"]:
         short = ", ".join(f"{k}={v}" for k, v in r["report"].items() if not isinstance(v, dict | list))[:160]
-        lines.append(f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |")
+        lines.append(
+            f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |"
+        )
     lines += ["", "![parameters per component](params.png)", ""]
     (directory / "report.md").write_text("\n".join(lines))
     plot_params(directory / "params.png", names, pb, pa)

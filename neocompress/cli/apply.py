@@ -16,15 +16,29 @@ from neocompress.recipe import load_recipe
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Override the recipe's output directory.")
 @click.option("--force", is_flag=True, help="Replace an existing output directory (only once the new one is complete).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=".neocompress-cache", show_default=True,
-              help="Where each pass's output is cached; an interrupted run resumes from it.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=".neocompress-cache",
+    show_default=True,
+    help="Where each pass's output is cached; an interrupted run resumes from it.",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the pass cache.")
 @click.option("--time", "timing", is_flag=True, help="Record the time of every pass.")
 @click.option("--dump-ir", type=click.Path(file_okay=False), help="Write the IR before and after every pass here.")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Verify the IR after every pass.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress.")
-def command(recipe: str, output: str | None, force: bool, cache_dir: str, no_cache: bool, timing: bool,
-            dump_ir: str | None, verify: bool, progress: bool) -> None:
+def command(
+    recipe: str,
+    output: str | None,
+    force: bool,
+    cache_dir: str,
+    no_cache: bool,
+    timing: bool,
+    dump_ir: str | None,
+    verify: bool,
+    progress: bool,
+) -> None:
     """Apply RECIPE: validate it, run its passes in order, write the result atomically."""
     r = load_recipe(recipe)
     instruments = []
@@ -36,8 +50,14 @@ def command(recipe: str, output: str | None, force: bool, cache_dir: str, no_cac
         instruments.append(DumpIRInstrument(Path(dump_ir)))
     if verify:
         instruments.append(VerifyInstrument())
-    outcome = apply_recipe(r, force=force, cache_dir=None if no_cache else Path(cache_dir),
-                           instruments=instruments, output=Path(output) if output else None)
+    outcome = apply_recipe(
+        r,
+        force=force,
+        cache_dir=None if no_cache else Path(cache_dir),
+        instruments=instruments,
+        output=Path(output) if output else None,
+    )
     cached = sum(rec.cached for rec in outcome.run.records)
-    Console(stderr=True).print(f"[green]wrote[/] {outcome.output} ({len(outcome.run.records)} pass(es), "
-                               f"{cached} from cache)")
+    Console(stderr=True).print(
+        f"[green]wrote[/] {outcome.output} ({len(outcome.run.records)} pass(es), {cached} from cache)"
+    )

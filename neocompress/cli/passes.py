@@ -52,8 +52,11 @@ def show(name: str, as_json: bool) -> None:
             console.print(doc)
     table = Table("key", "type", "default", "description")
     for key, field in cls.Config.model_fields.items():
-        default = "(required)" if field.default is PydanticUndefined and field.default_factory is None else (
-            repr(field.default_factory()) if field.default_factory else repr(field.default))
+        default = (
+            "(required)"
+            if field.default is PydanticUndefined and field.default_factory is None
+            else (repr(field.default_factory()) if field.default_factory else repr(field.default))
+        )
         table.add_row(key, _type_name(field.annotation), default, field.description or "")
     console.print(table)
     console.print(f"requires: {', '.join(cls.requires) or '-'}; produces: {', '.join(cls.produces) or '-'}")

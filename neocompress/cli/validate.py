@@ -13,5 +13,4 @@ from neocompress.recipe import load_recipe
 def command(recipe: str) -> None:
     """Check RECIPE (schema, pass configs, and each pass against the model's structure)."""
     r = load_recipe(recipe)
-    Console().print(f"[green]ok[/] {recipe}: {len(r.passes)} pass(es) on {r.model.model.source} "
-                    f"-> {r.model.output}")
+    Console().print(f"[green]ok[/] {recipe}: {len(r.passes)} pass(es) on {r.model.model.source} -> {r.model.output}")

@@ -32,9 +32,15 @@ class ApplyOutcome:
     manifest: dict[str, Any]
 
 
-def apply_recipe(recipe: Recipe, *, force: bool = False, cache_dir: Path | None = None,
-                 work_dir: Path | None = None, instruments: list[Instrument] | None = None,
-                 output: Path | None = None) -> ApplyOutcome:
+def apply_recipe(
+    recipe: Recipe,
+    *,
+    force: bool = False,
+    cache_dir: Path | None = None,
+    work_dir: Path | None = None,
+    instruments: list[Instrument] | None = None,
+    output: Path | None = None,
+) -> ApplyOutcome:
     m = recipe.model
     out = Path(output or m.output)
     refuse_existing(out, force)  # before any work: nothing is lost, nothing is wasted
@@ -44,11 +50,14 @@ def apply_recipe(recipe: Recipe, *, force: bool = False, cache_dir: Path | None 
     work = Path(work_dir or out.parent / f".{out.name}.work")
     work.mkdir(parents=True, exist_ok=True)
     ctx = PassContext(
-        work_dir=work, seed=m.model.seed,
+        work_dir=work,
+        seed=m.model.seed,
         target=m.target.model_dump() if m.target else None,
         cache=PassCache(cache_dir) if cache_dir is not None else None,
         data=PromptSets(m.data.prompts),
-        instruments=list(instruments or []), device=m.model.device, dtype=dtype,
+        instruments=list(instruments or []),
+        device=m.model.device,
+        dtype=dtype,
     )
     base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed)
     manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=family.load)

@@ -20,10 +20,10 @@ from neocompress.core.hashing import hash_json
 ENTRY_FILE = "cache-entry.json"
 
 
-def step_key(pass_name: str, version: int, config: dict[str, Any], input_key: str,
-             target: dict[str, Any] | None) -> str:
-    return hash_json({"pass": pass_name, "version": version, "config": config, "input": input_key,
-                      "target": target})
+def step_key(
+    pass_name: str, version: int, config: dict[str, Any], input_key: str, target: dict[str, Any] | None
+) -> str:
+    return hash_json({"pass": pass_name, "version": version, "config": config, "input": input_key, "target": target})
 
 
 class PassCache:

@@ -47,9 +47,13 @@ class RunOutcome:
 class PassManager:
     """Runs `passes` on an IR. `save`/`load_saved` let it store and restore pipelines in the cache."""
 
-    def __init__(self, passes: list[Pass], ctx: PassContext,
-                 save: Callable[[PipelineIR, Path, dict[str, Any]], None] | None = None,
-                 load_saved: Callable[[Path], PipelineIR] | None = None):
+    def __init__(
+        self,
+        passes: list[Pass],
+        ctx: PassContext,
+        save: Callable[[PipelineIR, Path, dict[str, Any]], None] | None = None,
+        load_saved: Callable[[Path], PipelineIR] | None = None,
+    ):
         self.passes = passes
         self.ctx = ctx
         self._save = save
@@ -70,8 +74,11 @@ class PassManager:
             for i in range(len(keys) - 1, -1, -1):
                 if cache.has(keys[i]):
                     ir = self._load_saved(cache.path(keys[i]))
-                    records = [RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
-                               for j in range(i + 1) if cache.has(keys[j])]
+                    records = [
+                        RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
+                        for j in range(i + 1)
+                        if cache.has(keys[j])
+                    ]
                     if len(records) != i + 1:  # an earlier entry was evicted: rebuild the log honestly
                         records = [RunRecord(**{**cache.entry(keys[i])["record"], "cached": True})]
                     for r in records:
@@ -96,8 +103,17 @@ class PassManager:
                 raise PassError(f"pass {i} '{p.name}' failed: {type(e).__name__}: {e}") from e
             p.ensures(before, result)
             seconds = time.perf_counter() - t0
-            record = RunRecord(i, p.name, p.version, p.config.model_dump(mode="json"), keys[i], False, seconds,
-                               result.modified, result.report)
+            record = RunRecord(
+                i,
+                p.name,
+                p.version,
+                p.config.model_dump(mode="json"),
+                keys[i],
+                False,
+                seconds,
+                result.modified,
+                result.report,
+            )
             outcome.ir = result.ir
             outcome.records.append(record)
             outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
@@ -105,8 +121,9 @@ class PassManager:
                 inst.after_pass(i, p.name, result, seconds, False)
             if cache is not None:
                 manifest = {"pass_log": outcome.ir.meta["pass_log"]}
-                cache.store(keys[i], {"record": record.to_dict()},
-                            lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m))
+                cache.store(
+                    keys[i], {"record": record.to_dict()}, lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m)
+                )
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
 

@@ -60,8 +60,11 @@ class Pass(ABC):
     # -- checks before anything heavy runs --------------------------------------------------------------
     def check(self, ir: PipelineIR) -> list[Problem]:
         """Semantic problems of this config against this model (paths are config field names)."""
-        return [Problem(f"needs component '{r}', which the pipeline does not have", path="name")
-                for r in self.requires if r not in ir]
+        return [
+            Problem(f"needs component '{r}', which the pipeline does not have", path="name")
+            for r in self.requires
+            if r not in ir
+        ]
 
     # -- execution ---------------------------------------------------------------------------------------
     @abstractmethod

@@ -5,8 +5,20 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-_PACKAGES = ("neocompress", "torch", "transformers", "diffusers", "accelerate", "safetensors", "networkx",
-             "pydantic", "onnx", "onnxruntime", "aimet-torch", "qai-hub")
+_PACKAGES = (
+    "neocompress",
+    "torch",
+    "transformers",
+    "diffusers",
+    "accelerate",
+    "safetensors",
+    "networkx",
+    "pydantic",
+    "onnx",
+    "onnxruntime",
+    "aimet-torch",
+    "qai-hub",
+)
 
 
 def tool_versions() -> dict[str, str]:

@@ -21,8 +21,7 @@ def read_prompt_source(source: str) -> list[str]:
     else:
         path = Path(source)
         if not path.is_file():
-            raise UserInputError(f"prompt file '{source}' not found (known builtin sets: "
-                                 f"{', '.join(BUILTIN_PROMPTS)})")
+            raise UserInputError(f"prompt file '{source}' not found (known builtin sets: {', '.join(BUILTIN_PROMPTS)})")
         text = path.read_text()
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not prompts:
@@ -42,8 +41,9 @@ class PromptSets:
 
     def get(self, name: str) -> list[str]:
         if name not in self._sets:
-            raise UserInputError(f"no prompt set '{name}' in the recipe's data.prompts "
-                                 f"(defined: {', '.join(self.names()) or 'none'})")
+            raise UserInputError(
+                f"no prompt set '{name}' in the recipe's data.prompts (defined: {', '.join(self.names()) or 'none'})"
+            )
         if name not in self._loaded:
             spec = self._sets[name]
             prompts = read_prompt_source(spec.source)

@@ -183,7 +183,8 @@ class PipelineIR:
             raise VerificationError("pipeline IR is inconsistent:\n  " + "\n  ".join(problems))
 
 
-def spec(*shape: int | str, dtype: str = "float32", value_range: tuple[float, float] | None = None,
-         doc: str = "") -> TensorSpec:
+def spec(
+    *shape: int | str, dtype: str = "float32", value_range: tuple[float, float] | None = None, doc: str = ""
+) -> TensorSpec:
     """Short constructor used by model families when they declare their interfaces."""
     return TensorSpec(tuple(shape), dtype, value_range, doc)

@@ -63,10 +63,10 @@ def read_state_dict(folder: Path, component: str, prefix: str = "") -> dict[str,
             items = sd.items()
         else:
             handle = safe_open(str(f), framework="pt")
-            items = ((k, handle.get_tensor(k)) for k in handle.keys())
+            items = ((k, handle.get_tensor(k)) for k in handle.keys())  # noqa: SIM118 - not a dict
         for k, t in items:
             if k.startswith(prefix):
-                out[k[len(prefix):]] = t
+                out[k[len(prefix) :]] = t
     return out
 
 
@@ -87,8 +87,9 @@ def _listing(items: list[str]) -> str:
     return ", ".join(shown) + more
 
 
-def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], component: str, where: str,
-                dtype: torch.dtype | None = None) -> None:
+def load_strict(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], component: str, where: str, dtype: torch.dtype | None = None
+) -> None:
     """Load `state_dict` into `module` (whose params may be on meta) with strict key and shape checks."""
     expected = module.state_dict(keep_vars=True)
     groups = _alias_groups(module)
@@ -104,7 +105,9 @@ def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], componen
         if k in expected and tuple(t.shape) != tuple(expected[k].shape):
             problems.append(f"shape mismatch for '{k}': checkpoint {list(t.shape)}, model {list(expected[k].shape)}")
     if problems:
-        raise CheckpointError(f"{component}: checkpoint '{where}' does not match the model:\n  " + "\n  ".join(problems))
+        raise CheckpointError(
+            f"{component}: checkpoint '{where}' does not match the model:\n  " + "\n  ".join(problems)
+        )
     full: dict[str, torch.Tensor] = {}
     for g in groups:
         src = next(state_dict[k] for k in g if k in state_dict)
@@ -127,13 +130,22 @@ def _retie(module: nn.Module, groups: list[list[str]]) -> None:
             setattr(module.get_submodule(owner) if owner else module, leaf, first)
 
 
-def load_component(build: Callable[[], nn.Module], folder: Path, component: str, *, prefix: str = "",
-                   dtype: torch.dtype | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def load_component(
+    build: Callable[[], nn.Module],
+    folder: Path,
+    component: str,
+    *,
+    prefix: str = "",
+    dtype: torch.dtype | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """Build a module with empty parameters (buffers computed on CPU) and adopt the folder's weights."""
     from accelerate import init_empty_weights
 
     with init_empty_weights(include_buffers=False):
         module = build()
+    if hasattr(module, "tie_weights"):  # transformers models: empty init re-creates tied params separately
+        module.tie_weights()
     sd = state_dict if state_dict is not None else read_state_dict(folder, component, prefix)
     load_strict(module, sd, component, str(folder), dtype)
     leftovers = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
@@ -142,8 +154,9 @@ def load_component(build: Callable[[], nn.Module], folder: Path, component: str,
     return module.eval()
 
 
-def save_component(module: nn.Module, folder: Path, config: dict[str, Any], weights_name: str,
-                   config_name: str = "config.json") -> None:
+def save_component(
+    module: nn.Module, folder: Path, config: dict[str, Any], weights_name: str, config_name: str = "config.json"
+) -> None:
     """Write `config.json` and the weights (tied tensors stored once) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -151,8 +164,13 @@ def save_component(module: nn.Module, folder: Path, config: dict[str, Any], weig
     save_model(module, str(folder / weights_name))
 
 
-def save_modules(modules: dict[str, nn.Module], folder: Path, config: dict[str, Any], weights_name: str,
-                 config_name: str = "config.json") -> None:
+def save_modules(
+    modules: dict[str, nn.Module],
+    folder: Path,
+    config: dict[str, Any],
+    weights_name: str,
+    config_name: str = "config.json",
+) -> None:
     """Several modules into one file, keys prefixed by their names (the VAE's encoder + decoder folder)."""
     from safetensors.torch import save_file
 

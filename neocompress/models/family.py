@@ -25,8 +25,9 @@ class ModelFamily(ABC):
     def builtin_sources(self) -> list[str]: ...
 
     @abstractmethod
-    def load(self, source: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu",
-             seed: int = 0) -> PipelineIR:
+    def load(
+        self, source: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
+    ) -> PipelineIR:
         """A runnable pipeline with weights from a builtin name or a directory."""
 
     @abstractmethod
@@ -47,8 +48,9 @@ class ModelFamily(ABC):
             if source not in known:
                 near = difflib.get_close_matches(source, known, n=1)
                 hint = f" Did you mean '{near[0]}'?" if near else ""
-                raise SourceError(f"unknown builtin source '{source}' for family '{self.name}'.{hint} "
-                                  f"Known: {', '.join(known)}")
+                raise SourceError(
+                    f"unknown builtin source '{source}' for family '{self.name}'.{hint} Known: {', '.join(known)}"
+                )
         elif not Path(source).is_dir():
             raise SourceError(f"source '{source}' is neither a builtin name nor an existing directory")
 

@@ -55,8 +55,7 @@ class RemoveBlocks(Pass):
         n = len(adapter.blocks(ir[comp].module))
         bad = sorted(i for i in self.config.indices if i >= n)
         if bad:
-            return [Problem(f"block indices {bad} out of range: '{comp}' has {n} blocks (0..{n - 1})",
-                            path="indices")]
+            return [Problem(f"block indices {bad} out of range: '{comp}' has {n} blocks (0..{n - 1})", path="indices")]
         if len(self.config.indices) >= n:
             return [Problem(f"cannot remove all {n} blocks of '{comp}'", path="indices")]
         return []

@@ -60,8 +60,9 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
     """Layers (1) and (2): schema and pass configs. Raises RecipeError with every problem found."""
     data, lines = load_yaml_with_lines(text, file)
     if not isinstance(data, dict):
-        raise RecipeError([Problem("a recipe must be a YAML mapping with 'model', 'passes' and 'output'",
-                                   file=file, line=1)])
+        raise RecipeError(
+            [Problem("a recipe must be a YAML mapping with 'model', 'passes' and 'output'", file=file, line=1)]
+        )
     problems: list[Problem] = []
     model: RecipeModel | None = None
     try:
@@ -75,14 +76,23 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
         for i, entry in enumerate(raw_passes):
             where: PathKey = ("passes", i)
             if not isinstance(entry, dict) or "name" not in entry:
-                problems.append(Problem("each pass needs a 'name' (e.g. '- name: remove_blocks')", file=file,
-                                        path=format_path(where), line=line_of(lines, where)))
+                problems.append(
+                    Problem(
+                        "each pass needs a 'name' (e.g. '- name: remove_blocks')",
+                        file=file,
+                        path=format_path(where),
+                        line=line_of(lines, where),
+                    )
+                )
                 continue
             try:
                 cls = get_pass(str(entry["name"]))
             except UnknownPassError as e:
-                problems.append(Problem(str(e), file=file, path=format_path(where + ("name",)),
-                                        line=line_of(lines, where + ("name",))))
+                problems.append(
+                    Problem(
+                        str(e), file=file, path=format_path(where + ("name",)), line=line_of(lines, where + ("name",))
+                    )
+                )
                 continue
             cfg = {k: v for k, v in entry.items() if k != "name"}
             try:
@@ -109,14 +119,18 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
         ir = family.skeleton(recipe.model.model.source)
     except NeocompressError as e:
         return [Problem(str(e), file=recipe.file, path="model.source", line=line_of(lines, ("model", "source")))]
-    ctx = PassContext(work_dir=Path("/nonexistent"), seed=recipe.model.model.seed,
-                      target=recipe.model.target.model_dump() if recipe.model.target else None)
+    ctx = PassContext(
+        work_dir=Path("/nonexistent"),
+        seed=recipe.model.model.seed,
+        target=recipe.model.target.model_dump() if recipe.model.target else None,
+    )
     for i, p in enumerate(recipe.passes):
         found = p.check(ir)
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
-            problems.append(Problem(f"{p.name}: {prob.message}", file=recipe.file, path=format_path(loc),
-                                    line=line_of(lines, loc)))
+            problems.append(
+                Problem(f"{p.name}: {prob.message}", file=recipe.file, path=format_path(loc), line=line_of(lines, loc))
+            )
         if found:
             break  # later passes would be checked against a structure this one cannot produce
         ir = p.plan(copy.deepcopy(ir), ctx).ir

@@ -12,12 +12,31 @@ from neocompress.ir.pipeline_ir import PIPELINE_INPUT, spec
 
 def _toy() -> PipelineIR:
     ir = PipelineIR("toy")
-    ir.add(Component("enc", "text_encoder", nn.Linear(2, 2), {}, inputs={"ids": spec("B", 8, dtype="int64")},
-                     outputs={"tokens": spec("B", 8, 16)}))
-    ir.add(Component("den", "denoiser", nn.Linear(2, 2), {}, inputs={"tokens": spec("B", 8, 16)},
-                     outputs={"v": spec("B", 4)}))
-    ir.add(Component("dec", "vae_decoder", nn.Linear(2, 2), {}, inputs={"z": spec("B", 4)},
-                     outputs={"video": spec("B", 3, value_range=(-1.0, 1.0))}))
+    ir.add(
+        Component(
+            "enc",
+            "text_encoder",
+            nn.Linear(2, 2),
+            {},
+            inputs={"ids": spec("B", 8, dtype="int64")},
+            outputs={"tokens": spec("B", 8, 16)},
+        )
+    )
+    ir.add(
+        Component(
+            "den", "denoiser", nn.Linear(2, 2), {}, inputs={"tokens": spec("B", 8, 16)}, outputs={"v": spec("B", 4)}
+        )
+    )
+    ir.add(
+        Component(
+            "dec",
+            "vae_decoder",
+            nn.Linear(2, 2),
+            {},
+            inputs={"z": spec("B", 4)},
+            outputs={"video": spec("B", 3, value_range=(-1.0, 1.0))},
+        )
+    )
     ir.connect(PIPELINE_INPUT, "ids", "enc", "ids")
     ir.connect("enc", "tokens", "den", "tokens")
     ir.connect("den", "v", "dec", "z")
@@ -60,8 +79,14 @@ def test_value_range_contract():
 
 def test_replace_keeps_edges_and_records_provenance():
     ir = _toy()
-    new = Component("enc_small", "text_encoder", nn.Linear(1, 1), {}, inputs={"ids": spec("B", 8, dtype="int64")},
-                    outputs={"tokens": spec("B", 8, 16)})
+    new = Component(
+        "enc_small",
+        "text_encoder",
+        nn.Linear(1, 1),
+        {},
+        inputs={"ids": spec("B", 8, dtype="int64")},
+        outputs={"tokens": spec("B", 8, 16)},
+    )
     old = ir.replace("enc", new, by_pass="encoder_substitution")
     assert old.name == "enc" and "enc" not in ir and "enc_small" in ir
     ir.verify()
@@ -70,8 +95,7 @@ def test_replace_keeps_edges_and_records_provenance():
 
 def test_replace_refuses_a_component_that_breaks_the_interface():
     ir = _toy()
-    bad = Component("enc_bad", "text_encoder", nn.Linear(1, 1), {}, inputs={},
-                    outputs={"tokens": spec("B", 8, 12)})
+    bad = Component("enc_bad", "text_encoder", nn.Linear(1, 1), {}, inputs={}, outputs={"tokens": spec("B", 8, 12)})
     with pytest.raises(VerificationError) as e:
         ir.replace("enc", bad, by_pass="p")
     assert "dim 2 is 12, expected 16" in str(e.value)

@@ -23,8 +23,11 @@ def test_minimal_recipe_parses_with_defaults():
     assert [p.name for p in r.passes] == ["remove_blocks"]
     resolved = r.resolved()
     assert resolved["model"]["dtype"] == "float32" and resolved["model"]["seed"] == 0
-    assert resolved["passes"][0] == {"name": "remove_blocks", "indices": [3, 7, 11, 15, 19, 21],
-                                     "component": "denoiser"}
+    assert resolved["passes"][0] == {
+        "name": "remove_blocks",
+        "indices": [3, 7, 11, 15, 19, 21],
+        "component": "denoiser",
+    }
 
 
 def test_several_errors_are_reported_together_with_lines():

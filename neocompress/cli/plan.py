@@ -1,0 +1,68 @@
+"""`neocompress plan RECIPE`: the structural effect of every pass on the weightless model, in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from neocompress.core.context import PassContext
+from neocompress.core.manager import PassManager
+from neocompress.models.family import get_family
+from neocompress.recipe import load_recipe
+
+
+def plan_recipe(recipe_path: str) -> dict:
+    r = load_recipe(recipe_path)
+    family = get_family(r.model.model.family)
+    skeleton = family.skeleton(r.model.model.source)
+    ctx = PassContext(
+        work_dir=Path("/nonexistent"),
+        seed=r.model.model.seed,
+        target=r.model.target.model_dump() if r.model.target else None,
+    )
+    video = family.video_setting(skeleton, r.model.generate)
+    steps = []
+    for name, ir in PassManager(r.passes, ctx).plan(skeleton):
+        comps = {}
+        for c in ir:
+            if c.module is None:
+                continue
+            comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, video)}
+        steps.append(
+            {
+                "pass": name,
+                "components": comps,
+                "total_params": sum(v["params"] for v in comps.values()),
+                "total_flops": sum(v["flops"] for v in comps.values()),
+            }
+        )
+    return {"recipe": recipe_path, "video": video, "steps": steps}
+
+
+@click.command("plan")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(recipe: str, as_json: bool) -> None:
+    """Show parameters and FLOPs per component after each pass of RECIPE (no weights are loaded)."""
+    plan = plan_recipe(recipe)
+    if as_json:
+        click.echo(json.dumps(plan, indent=2))
+        return
+    console = Console()
+    v = plan["video"]
+    console.print(f"FLOPs per video: {v['frames']} frames at {v['height']}x{v['width']}, schedule {v['schedule']}")
+    names = list(plan["steps"][0]["components"])
+    for s in plan["steps"][1:]:
+        names += [n for n in s["components"] if n not in names]
+    table = Table("step", *[f"{n}\nparams / GFLOPs" for n in names], "total params")
+    for s in plan["steps"]:
+        cells = []
+        for n in names:
+            c = s["components"].get(n)
+            cells.append("-" if c is None else f"{c['params'] / 1e6:,.1f}M / {c['flops'] / 1e9:,.0f}")
+        table.add_row(s["pass"] or "(base)", *cells, f"{s['total_params'] / 1e6:,.1f}M")
+    console.print(table)

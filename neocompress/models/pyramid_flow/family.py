@@ -1,0 +1,264 @@
+"""The Pyramid-Flow model family: builtin sources, checkpoint directories, skeletons, saving and reloading.
+
+A checkpoint directory is read in the public release's layout (`text_encoder{,_2,_3}/`, `tokenizer{,_2,_3}/`,
+`diffusion_transformer_384p/`, `causal_video_vae/`, each `config.json` + weights), lazily and strictly; a
+neocompress output uses the same layout plus `neocompress.json` (manifest) and `scheduler/`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neocompress.core.errors import CheckpointError, SourceError
+from neocompress.core.hashing import hash_json, hash_module, hash_tree
+from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.models.checkpoint import (
+    load_component,
+    read_config,
+    read_state_dict,
+    save_component,
+    save_modules,
+    weight_files,
+)
+from neocompress.models.family import ModelFamily
+from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
+from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
+from neocompress.models.pyramid_flow.ir_builder import FAMILY, build_ir
+from neocompress.models.pyramid_flow.scheduler import SchedulerConfig, StepSchedule
+from neocompress.models.pyramid_flow.spec import BUILTIN_SPECS, WEIGHTLESS, PyramidFlowSpec, VideoSetting
+from neocompress.models.pyramid_flow.text_config import TextBundleConfig
+from neocompress.models.pyramid_flow.text_encoders import build_clip_g, build_clip_l, build_t5
+from neocompress.models.pyramid_flow.tokenizers import load_tokenizers
+from neocompress.models.pyramid_flow.vae import CausalVAEConfig, CausalVAEDecoder, CausalVAEEncoder, LatentNorm
+
+TEXT_FOLDERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
+DENOISER_FOLDERS = ("diffusion_transformer_384p", "diffusion_transformer_768p", "diffusion_transformer")
+VAE_FOLDER = "causal_video_vae"
+SCHEDULER_FOLDER = "scheduler"
+MANIFEST = "neocompress.json"
+DENOISER_WEIGHTS = "diffusion_pytorch_model.safetensors"
+TEXT_WEIGHTS = "model.safetensors"
+
+
+def _builders(s: PyramidFlowSpec) -> dict[str, Callable[[], nn.Module]]:
+    return {
+        "clip_l": lambda: build_clip_l(s.text),
+        "clip_g": lambda: build_clip_g(s.text),
+        "t5": lambda: build_t5(s.text),
+        "denoiser": lambda: PyramidFlowMMDiT(s.denoiser),
+        "vae_encoder": lambda: CausalVAEEncoder(s.vae),
+        "vae_decoder": lambda: CausalVAEDecoder(s.vae),
+    }
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().eval()
+
+
+class PyramidFlowFamily(ModelFamily):
+    name = FAMILY
+
+    def builtin_sources(self) -> list[str]:
+        return sorted(BUILTIN_SPECS)
+
+    # ------------------------------------------------------------------ specs
+    def spec_of(self, source: str | Path) -> PyramidFlowSpec:
+        source = str(source)
+        if source.startswith("builtin:"):
+            self.check_source(source)
+            return BUILTIN_SPECS[source]()
+        return self._spec_from_directory(Path(source))
+
+    def _spec_from_directory(self, root: Path) -> PyramidFlowSpec:
+        if not root.is_dir():
+            raise SourceError(f"source '{root}' is not a directory")
+        manifest = self.read_manifest(root)
+        extras = manifest.get("pyramid_flow", {})
+        lengths = extras.get("text_lengths", {})
+        text = TextBundleConfig(
+            clip_l=read_config(root / TEXT_FOLDERS["clip_l"], "clip_l"),
+            clip_g=read_config(root / TEXT_FOLDERS["clip_g"], "clip_g"),
+            t5=read_config(root / TEXT_FOLDERS["t5"], "t5"),
+            clip_max_length=lengths.get("clip_max_length", 77),
+            t5_max_length=lengths.get("t5_max_length", 128),
+        )
+        folder = extras.get("denoiser_folder") or next((f for f in DENOISER_FOLDERS if (root / f).is_dir()), None)
+        if folder is None or not (root / folder).is_dir():
+            raise CheckpointError(
+                f"denoiser: no denoiser folder in '{root}' (looked for {', '.join(DENOISER_FOLDERS)})"
+            )
+        denoiser = DenoiserConfig.from_dict(read_config(root / folder, "denoiser"))
+        vae = CausalVAEConfig.from_dict(read_config(root / VAE_FOLDER, "vae"))
+        sched_file = root / SCHEDULER_FOLDER / "scheduler_config.json"
+        sched = json.loads(sched_file.read_text()) if sched_file.is_file() else {}
+        video = VideoSetting(**extras["video"]) if "video" in extras else VideoSetting(49, 320, 512)
+        return PyramidFlowSpec(
+            text=text,
+            denoiser=denoiser,
+            vae=vae,
+            scheduler=SchedulerConfig.from_dict(sched.get("scheduler", {})),
+            schedule=StepSchedule.from_dict(sched.get("schedule", {})),
+            latent_norm=LatentNorm(**extras["latent_norm"])
+            if "latent_norm" in extras
+            else LatentNorm.pyramid_flow_sd3(),
+            video=video,
+            denoiser_folder=folder,
+        )
+
+    @staticmethod
+    def read_manifest(root: Path) -> dict[str, Any]:
+        path = Path(root) / MANIFEST
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"manifest '{path}' is not valid JSON: {e}") from None
+
+    # ------------------------------------------------------------------ building
+    def skeleton(self, source: str) -> PipelineIR:
+        s = self.spec_of(source)
+        with torch.device("meta"):
+            modules = {k: b() for k, b in _builders(s).items()}
+        return build_ir(s, modules, None)
+
+    def load(
+        self, source: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
+    ) -> PipelineIR:
+        source = str(source)
+        s = self.spec_of(source)
+        if source in WEIGHTLESS:
+            raise SourceError(
+                f"'{source}' has no weights here (structure only, for `inspect` and `plan`); "
+                "give the checkpoint directory of the real model as the source to run passes on it"
+            )
+        if source.startswith("builtin:"):
+            modules = {k: _seeded(b, seed + i) for i, (k, b) in enumerate(_builders(s).items())}
+            tokenizers = load_tokenizers()
+        else:
+            modules = self._load_directory(Path(source), s, dtype)
+            tokenizers = load_tokenizers(source)
+        modules = {k: m.to(device=device, dtype=dtype) for k, m in modules.items()}
+        return build_ir(s, modules, tokenizers)
+
+    def _load_directory(self, root: Path, s: PyramidFlowSpec, dtype: torch.dtype) -> dict[str, nn.Module]:
+        b = _builders(s)
+        out = {name: load_component(b[name], root / folder, name, dtype=dtype) for name, folder in TEXT_FOLDERS.items()}
+        out["denoiser"] = load_component(b["denoiser"], root / s.denoiser_folder, "denoiser", dtype=dtype)
+        vae_sd = read_state_dict(root / VAE_FOLDER, "vae")
+        for name, prefixes in (
+            ("vae_encoder", ("encoder.", "quant_conv.")),
+            ("vae_decoder", ("decoder.", "post_quant_conv.")),
+        ):
+            part = {k: v for k, v in vae_sd.items() if k.startswith(prefixes)}
+            out[name] = load_component(b[name], root / VAE_FOLDER, name, dtype=dtype, state_dict=part)
+        unexpected = sorted(
+            k for k in vae_sd if not k.startswith(("encoder.", "quant_conv.", "decoder.", "post_quant_conv."))
+        )
+        if unexpected:
+            raise CheckpointError(f"vae: checkpoint '{root / VAE_FOLDER}' has unexpected key(s): {unexpected[:12]}")
+        return out
+
+    # ------------------------------------------------------------------ saving
+    def save(self, ir: PipelineIR, directory: Path, manifest: dict[str, Any]) -> None:
+        directory = Path(directory)
+        s: PyramidFlowSpec = ir.meta["spec"]
+        for name, folder in TEXT_FOLDERS.items():
+            save_component(ir[name].module, directory / folder, ir[name].module.config.to_dict(), TEXT_WEIGHTS)
+        tokenizers = [ir[n].extras.get("tokenizer") for n in TEXT_FOLDERS]
+        if all(t is not None for t in tokenizers):
+            for folder, tok in zip(("tokenizer", "tokenizer_2", "tokenizer_3"), tokenizers, strict=True):
+                tok.save_pretrained(directory / folder)
+        den = ir["denoiser"]
+        save_component(den.module, directory / s.denoiser_folder, den.module.config.to_dict(), DENOISER_WEIGHTS)
+        save_modules(
+            {"vae_encoder": ir["vae_encoder"].module, "vae_decoder": ir["vae_decoder"].module},
+            directory / VAE_FOLDER,
+            ir["vae_decoder"].module.config.to_dict(),
+            DENOISER_WEIGHTS,
+        )
+        sched = ir["scheduler"]
+        (directory / SCHEDULER_FOLDER).mkdir(parents=True, exist_ok=True)
+        (directory / SCHEDULER_FOLDER / "scheduler_config.json").write_text(
+            json.dumps(
+                {"scheduler": sched.extras["object"].config.to_dict(), "schedule": sched.extras["schedule"].to_dict()},
+                indent=2,
+            )
+        )
+        full = {
+            **manifest,
+            "family": FAMILY,
+            "pyramid_flow": s.extras_dict(),
+            "components": {
+                c.name: {
+                    "kind": c.kind,
+                    "class": c.class_name,
+                    "params": c.num_params(),
+                    "provenance": [p.to_dict() for p in c.provenance],
+                }
+                for c in ir
+            },
+        }
+        full["pyramid_flow"]["schedule"] = sched.extras["schedule"].to_dict()
+        (directory / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
+
+    # ------------------------------------------------------------------ identity
+    def source_key(self, source: str, *, dtype: torch.dtype, seed: int) -> str:
+        source = str(source)
+        if source.startswith("builtin:"):
+            if source in WEIGHTLESS:
+                return hash_json({"source": source})
+            ir = self.load(source, dtype=dtype, seed=seed)
+            return hash_json(
+                {
+                    "family": FAMILY,
+                    "dtype": str(dtype),
+                    "weights": {c.name: hash_module(c.module) for c in ir if c.module is not None},
+                }
+            )
+        root = Path(source)
+        for folder in [*TEXT_FOLDERS.values(), VAE_FOLDER]:
+            weight_files(root / folder, folder)
+        return hash_json({"family": FAMILY, "dtype": str(dtype), "tree": hash_tree(root)})
+
+    # ------------------------------------------------------------------ analysis helpers
+    def scheduler_summary(self, ir: PipelineIR) -> dict[str, Any]:
+        s: PyramidFlowSpec = ir.meta["spec"]
+        sched = ir["scheduler"].extras["object"]
+        schedule: StepSchedule = ir["scheduler"].extras["schedule"]
+        return {
+            "sigma_start": list(sched.sigma_start),
+            "sigma_end": list(sched.sigma_end),
+            "timestep_ranges": [list(r) for r in sched.timestep_ranges],
+            "steps": schedule.to_dict(),
+            "num_units": s.video.units,
+            "video": s.video.to_dict(),
+            "nfe": schedule.nfe(s.video.units),
+            "denoiser_calls": schedule.calls(s.video.units),
+        }
+
+    def video_setting(self, ir: PipelineIR, generate: Any | None = None) -> dict[str, Any]:
+        s: PyramidFlowSpec = ir.meta["spec"]
+        v = s.video
+        if generate is not None:
+            v = VideoSetting(generate.frames, generate.height, generate.width)
+        schedule = ir["scheduler"].extras["schedule"]
+        return {**v.to_dict(), "units": v.units, "schedule": schedule.to_dict(), "nfe": schedule.nfe(v.units)}
+
+    def component_flops(self, ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
+        from neocompress.models.pyramid_flow.flops import component_flops
+
+        return component_flops(ir, name, video)
+
+    def pipeline(self, ir: PipelineIR):
+        from neocompress.models.pyramid_flow.pipeline import TextToVideoPipeline
+
+        return TextToVideoPipeline(ir)

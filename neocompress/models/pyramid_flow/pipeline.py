@@ -1,0 +1,125 @@
+"""Text-to-video generation with a Pyramid-Flow PipelineIR: prompt -> text embeddings -> autoregressive
+pyramidal denoising -> VAE decoding -> frames.
+
+The pipeline reads its components from the IR, so whatever passes did to them (fewer blocks, a new schedule) is
+what runs. Classifier-free guidance batches [uncond, cond] into one denoiser call, as Pyramid-Flow does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from neocompress.core.errors import UserInputError
+from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.models.pyramid_flow.sampling import pyramidal_sample
+from neocompress.models.pyramid_flow.scheduler import StepSchedule
+from neocompress.models.pyramid_flow.spec import PyramidFlowSpec
+from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
+from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
+from neocompress.models.pyramid_flow.vae import denormalize_latents
+
+DEFAULT_PROMPT = "a red circle moving left on a grey background"
+
+
+class TextToVideoPipeline:
+    def __init__(self, ir: PipelineIR):
+        self.ir = ir
+        self.spec: PyramidFlowSpec = ir.meta["spec"]
+        toks = [ir[n].extras.get("tokenizer") for n in ("clip_l", "clip_g", "t5")]
+        if any(t is None for t in toks):
+            raise UserInputError("this pipeline has no tokenizers (a weightless skeleton cannot generate)")
+        self.text = TextBundle(
+            self.spec.text, ir["clip_l"].module, ir["clip_g"].module, ir["t5"].module, TextTokenizers(*toks)
+        )
+        self.denoiser = ir["denoiser"].module.eval()
+        self.decoder = ir["vae_decoder"].module.eval()
+        self.scheduler = ir["scheduler"].extras["object"]
+        self.schedule: StepSchedule = ir["scheduler"].extras["schedule"]
+        self.latent_norm = ir["vae_decoder"].extras["latent_norm"]
+
+    def default_prompt(self) -> str:
+        return DEFAULT_PROMPT
+
+    def schedule_with(
+        self,
+        *,
+        first: tuple[int, ...] | None = None,
+        later: tuple[int, ...] | None = None,
+        guidance_first: float | None = None,
+        guidance_later: float | None = None,
+    ) -> StepSchedule:
+        s = self.schedule
+        return StepSchedule(
+            first or s.first_unit,
+            later or s.later_units,
+            s.guidance_first if guidance_first is None else guidance_first,
+            s.guidance_later if guidance_later is None else guidance_later,
+        )
+
+    def resolve_video(self, frames: int | None, height: int | None, width: int | None) -> dict[str, int]:
+        v = self.spec.video
+        frames, height, width = frames or v.frames, height or v.height, width or v.width
+        problems = []
+        if frames < 1 or (frames - 1) % 8:
+            problems.append(f"frames must be 1 + 8k (e.g. 9, 17, 49), got {frames}")
+        # Stage 0 works at 1/4 of the latent size, and patches are 2x2 there: pixels must divide by 8*4*2.
+        div = 8 * 2 ** (self.scheduler.stages - 1) * self.spec.denoiser.patch_size
+        for name, val in (("height", height), ("width", width)):
+            if val < div or val % div:
+                problems.append(f"{name} must be a positive multiple of {div}, got {val}")
+        if problems:
+            raise UserInputError("; ".join(problems))
+        return {"frames": frames, "height": height, "width": width, "units": 1 + (frames - 1) // 8}
+
+    def _velocity_fn(self, cond: TextEmbeddings, uncond: TextEmbeddings) -> Callable:
+        both = TextEmbeddings.cat([uncond, cond])
+
+        def velocity(sample: list[torch.Tensor], timestep: torch.Tensor, guidance: float) -> torch.Tensor:
+            if StepSchedule.uses_cfg(guidance):
+                v_u, v_c = self.denoiser(
+                    [torch.cat([x, x]) for x in sample],
+                    both.tokens,
+                    both.mask,
+                    both.pooled,
+                    torch.cat([timestep, timestep]),
+                ).chunk(2)
+                return v_u + guidance * (v_c - v_u)
+            return self.denoiser(sample, cond.tokens, cond.mask, cond.pooled, timestep)
+
+        return velocity
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        schedule: StepSchedule | None = None,
+        seed: int = 0,
+        negative_prompt: str = "",
+        progress: Callable | None = None,
+    ) -> torch.Tensor:
+        """Videos [B, 3, frames, H, W] in [-1, 1]."""
+        v = self.resolve_video(frames, height, width)
+        schedule = schedule or self.schedule
+        cond = self.text.encode(prompts)
+        uncond = self.text.encode([negative_prompt] * len(prompts))
+        dtype = next(self.denoiser.parameters()).dtype
+        latents = pyramidal_sample(
+            self._velocity_fn(cond.to(dtype=dtype), uncond.to(dtype=dtype)),
+            batch=len(prompts),
+            channels=self.spec.vae.latent_channels,
+            height=v["height"] // 8,
+            width=v["width"] // 8,
+            num_units=v["units"],
+            schedule=schedule,
+            scheduler=self.scheduler,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            progress=progress,
+            dtype=dtype,
+        )
+        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
