@@ -18,22 +18,26 @@ $(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python -m neocompress.cli.main apply recipes/tiny.yaml --force
-	$(BIN)/python -m neocompress.cli.main generate out/tiny --prompt "a red circle moving left on a grey background" --output out/tiny-demo --force
+	$(BIN)/neocompress plan recipes/tiny.yaml
+	$(BIN)/neocompress apply recipes/tiny.yaml --force --time
+	$(BIN)/neocompress generate out/tiny --prompt "a red circle moving left on a grey background" --output out/tiny-video --force
+	@echo "output: out/tiny (pipeline, report.md, params.png) and out/tiny-video (video_00.mp4, frames_00.png)"
 
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Slow tests run here, not in `make test` (pytest exits 5 when none are selected: that is fine).
 bench: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -o addopts="-p no:cacheprovider" || [ $$? -eq 5 ]
 	$(BIN)/python benchmarks/run.py --output benchmarks/results.json
 
 lint: setup
 	$(BIN)/ruff check neocompress tests benchmarks tools
 
-# Regenerate the full pin set from a working venv (run after changing pyproject.toml).
+# Regenerate the full pin set from a working venv (run after changing pyproject.toml); keeps the header.
 lock: setup
-	$(BIN)/pip freeze --exclude-editable --exclude neocompress | sort > constraints.lock.txt
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable --exclude neocompress | sort; } > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) out

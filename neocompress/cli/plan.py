@@ -55,14 +55,26 @@ def command(recipe: str, as_json: bool) -> None:
     console = Console()
     v = plan["video"]
     console.print(f"FLOPs per video: {v['frames']} frames at {v['height']}x{v['width']}, schedule {v['schedule']}")
-    names = list(plan["steps"][0]["components"])
-    for s in plan["steps"][1:]:
-        names += [n for n in s["components"] if n not in names]
-    table = Table("step", *[f"{n}\nparams / GFLOPs" for n in names], "total params")
-    for s in plan["steps"]:
+    names = list(dict.fromkeys(n for s in plan["steps"] for n in s["components"]))
+    steps = [s["pass"] or "(base)" for s in plan["steps"]]
+    table = Table(
+        "component", *[f"{i}: {name}" for i, name in enumerate(steps)], caption="cells: parameters / FLOPs per video"
+    )
+    for n in names:
         cells = []
-        for n in names:
+        for s in plan["steps"]:
             c = s["components"].get(n)
-            cells.append("-" if c is None else f"{c['params'] / 1e6:,.1f}M / {c['flops'] / 1e9:,.0f}")
-        table.add_row(s["pass"] or "(base)", *cells, f"{s['total_params'] / 1e6:,.1f}M")
+            cells.append("-" if c is None else f"{_si(c['params'], params=True)} / {_si(c['flops'])}")
+        table.add_row(n, *cells)
+    table.add_row(
+        "[bold]total[/]", *[f"[bold]{_si(s['total_params'], params=True)} / {_si(s['total_flops'])}[/]" for s in plan["steps"]]
+    )
     console.print(table)
+
+
+def _si(x: float, params: bool = False) -> str:
+    """1.35B parameters, 349T FLOPs."""
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("B" if params else "G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 
 from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import Pass
@@ -21,6 +22,8 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     name = getattr(cls, "name", None)
     if not name:
         raise TypeError(f"{cls.__name__} has no `name`")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"pass name '{name}' must be snake_case (lower-case letters, digits, underscores)")
     if not hasattr(cls, "Config"):
         raise TypeError(f"pass '{name}' has no `Config`")
     existing = _REGISTRY.get(name)

@@ -1,0 +1,121 @@
+"""The benchmark suite: `make bench` (or `python benchmarks/run.py --output benchmarks/results.json`).
+
+Measures, each in its own process (peak RSS is per process):
+1. Meta-device analysis of the full-size Pyramid-Flow (inspect + plan of two pruning recipes): time, peak RSS.
+2. builtin:tiny `apply recipes/tiny.yaml` (cold cache, then warm cache) and `generate`: wall times.
+3. Loading a synthetic full-size denoiser checkpoint written here (fp32, the real layout): neocompress's
+   memory-mapped strict load side by side with an eager load (safetensors load_file + load_state_dict), peak RSS
+   after loading and after one forward, against the file size.
+
+Timings on these machines are noisy: compare the ratios within one run, not absolute seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def _measure(*args: str) -> dict:
+    out = subprocess.run(
+        [PY, str(ROOT / "benchmarks" / "_measure.py"), *args], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0
+
+
+def bench_tiny(work: Path) -> dict:
+    cli = [PY, "-m", "neocompress.cli.main"]
+    cache = str(work / "cache")
+    out = str(work / "tiny")
+    cold = _timed([*cli, "apply", "recipes/tiny.yaml", "-o", out, "--cache-dir", cache, "--force"])
+    warm = _timed([*cli, "apply", "recipes/tiny.yaml", "-o", out, "--cache-dir", cache, "--force"])
+    gen = _timed([*cli, "generate", out, "-o", str(work / "tiny-video"), "--force"])
+    noop = _timed([PY, "-c", "import neocompress.cli.main"])
+    info = json.loads((work / "tiny-video" / "generate.json").read_text())
+    return {
+        "apply_cold_seconds": cold,
+        "apply_warm_cache_seconds": warm,
+        "generate_seconds_total": gen,
+        "generate_seconds_sampling_only": info["generate_seconds"],
+        "nfe_per_video": info["nfe_per_video"],
+        "cli_import_seconds": noop,
+        "apply_warm_over_cold": warm / cold,
+    }
+
+
+def write_synthetic_denoiser(folder: Path) -> int:
+    """The full-size denoiser in the public layout, written tensor by tensor from lazily zeroed memory."""
+    import torch
+    from safetensors.torch import save_file
+
+    from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
+    from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
+
+    cfg = DenoiserConfig.pyramid_flow_sd3()
+    with torch.device("meta"):
+        skeleton = PyramidFlowMMDiT(cfg)
+    # torch.zeros of large sizes maps fresh zero pages: writing them costs file I/O, not resident memory.
+    gen = torch.Generator().manual_seed(0)
+    tensors = {}
+    for k, t in skeleton.state_dict().items():
+        x = torch.zeros(t.shape)
+        if x.numel() <= 1 << 16:
+            x.normal_(0, 0.02, generator=gen)
+        tensors[k] = x
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_file(tensors, str(folder / "diffusion_pytorch_model.safetensors"))
+    return (folder / "diffusion_pytorch_model.safetensors").stat().st_size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    ap.add_argument("--skip-load", action="store_true", help="skip the 8 GB checkpoint benchmark")
+    args = ap.parse_args()
+    work = ROOT / "benchmarks" / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}}
+    print("1/3 full-size meta analysis ...", flush=True)
+    results["analysis_full_size"] = _measure("analysis_full_size")
+    print("2/3 builtin:tiny apply and generate ...", flush=True)
+    results["tiny"] = bench_tiny(work)
+    if not args.skip_load:
+        print("3/3 synthetic full-size denoiser checkpoint ...", flush=True)
+        size = write_synthetic_denoiser(work / "denoiser")
+        mmap = _measure("load_denoiser", str(work / "denoiser"), "mmap")
+        eager = _measure("load_denoiser", str(work / "denoiser"), "eager")
+        mb = size / 2**20
+        results["load_full_size_denoiser"] = {
+            "file_mb": mb,
+            "mmap": mmap,
+            "eager": eager,
+            "mmap_rss_after_load_over_file": mmap["peak_rss_after_load_mb"] / mb,
+            "eager_rss_after_load_over_file": eager["peak_rss_after_load_mb"] / mb,
+            "mmap_peak_rss_over_file": mmap["peak_rss_mb"] / mb,
+            "eager_peak_rss_over_file": eager["peak_rss_mb"] / mb,
+            "eager_load_seconds_over_mmap": eager["load_seconds"] / mmap["load_seconds"],
+        }
+        shutil.rmtree(work / "denoiser")
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
