@@ -114,7 +114,51 @@ def main() -> None:
         }
         shutil.rmtree(work / "denoiser")
     Path(args.output).write_text(json.dumps(results, indent=2))
+    Path(args.output).with_suffix(".md").write_text(summary_markdown(results))
     print(json.dumps(results, indent=2))
+
+
+def summary_markdown(r: dict) -> str:
+    """The numbers a person reads first, from the JSON."""
+    a, t = r["analysis_full_size"], r["tiny"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}. Produced by `make bench`.",
+        "",
+        "## Full-size Pyramid-Flow on the meta device (no weights)",
+        "",
+        f"- inspect: {a['inspect_seconds']:.2f} s; plan of two pruning recipes: {a['plan_two_recipes_seconds']:.2f} s;"
+        f" peak RSS {a['peak_rss_mb']:.0f} MB for {a['total_params'] / 1e9:.2f}B parameters",
+        "- denoiser params 24 / 18 / 16 blocks: " + " / ".join(f"{p:,}" for p in a["denoiser_params_24_18_16"]),
+        "- denoiser TFLOPs per 49x320x512 video at 20-20-20 / 10-10-10 with CFG: "
+        + " / ".join(f"{x:.1f}" for x in a["denoiser_tflops_per_video_24_18_16"]),
+        "",
+        "## builtin:tiny",
+        "",
+        f"- apply recipes/tiny.yaml: {t['apply_cold_seconds']:.2f} s cold, {t['apply_warm_cache_seconds']:.2f} s from"
+        f" cache (of which {t['cli_import_seconds']:.2f} s is importing the CLI)",
+        f"- generate: {t['generate_seconds_total']:.2f} s in all, {t['generate_seconds_sampling_only']:.2f} s"
+        f" sampling ({t['nfe_per_video']} NFE)",
+    ]
+    if "load_full_size_denoiser" in r:
+        ld = r["load_full_size_denoiser"]
+        lines += [
+            "",
+            f"## Loading a synthetic full-size denoiser checkpoint ({ld['file_mb']:.0f} MB fp32)",
+            "",
+            "| loader | load s | peak RSS after load | ... / file size | peak RSS after one forward | ... / file |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for mode in ("mmap", "eager"):
+            m = ld[mode]
+            lines.append(
+                f"| {mode} | {m['load_seconds']:.2f} | {m['peak_rss_after_load_mb']:.0f} MB |"
+                f" {m['peak_rss_after_load_mb'] / ld['file_mb']:.2f} | {m['peak_rss_mb']:.0f} MB |"
+                f" {m['peak_rss_mb'] / ld['file_mb']:.2f} |"
+            )
+        lines.append(f"\nEager load takes {ld['eager_load_seconds_over_mmap']:.0f}x the time of the mmap load.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

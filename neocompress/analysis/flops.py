@@ -16,7 +16,10 @@ product is what runs. Per call, with N image tokens (history + current clip), L 
   stem/head:       2*N*(C*p*p)*D patch embedding, 2*(256*D + D*D + P*D + D*D) time/pooled embedders,
                    2*L*J*D context embedder (if present), 2*D*2D norm_out, 2*Nc*D*(p*p*C_out) proj_out.
 
-A test checks this formula against torch.utils.flop_counter on a tiny model.
+A test checks this formula against torch.utils.flop_counter on a tiny model (full, pruned, converted last block):
+it is exact, with the "matmul" attention backend. With SDPA on the CPU the counter reads exactly the attention
+term (4*(N+L)^2*D per block) less, because it does not see the fused CPU SDPA kernels; on meta tensors SDPA
+decomposes into counted matmuls.
 """
 
 from __future__ import annotations

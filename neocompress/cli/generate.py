@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from neocompress.analysis.video_io import frame_grid, to_uint8_frames, write_video
@@ -62,14 +63,15 @@ def command(
     """Generate videos from SOURCE (a builtin name or a pipeline directory)."""
     family = get_family((family_of_directory(source) if not source.startswith("builtin:") else None) or "pyramid-flow")
     family.check_source(source)
+    first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
     console = Console(stderr=True)
     t0 = time.perf_counter()
     pipe = family.pipeline(family.load(source))
     load_s = time.perf_counter() - t0
     prompts = prompts or (pipe.default_prompt(),)
     schedule = pipe.schedule_with(
-        first=_steps(first_steps),
-        later=_steps(later_steps),
+        first=first,
+        later=later,
         guidance_first=guidance_first,
         guidance_later=guidance_later,
     )
@@ -120,5 +122,6 @@ def command(
         }
         (tmp / "generate.json").write_text(json.dumps(info, indent=2))
     console.print(
-        f"[green]wrote[/] {len(videos)} video(s) to {output} in {gen_s:.1f} s ({info['nfe_per_video']} NFE per video)"
+        f"[green]wrote[/] {len(videos)} video(s) to {escape(output)} in {gen_s:.1f} s "
+        f"({info['nfe_per_video']} NFE per video)"
     )

@@ -6,6 +6,7 @@ import json
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neocompress.models.family import family_of_directory, get_family
@@ -41,7 +42,7 @@ def command(source: str, family_name: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    table = Table("component", "class", "params", "buffers", title=f"{info['source']} ({info['family']})")
+    table = Table("component", "class", "params", "buffers", title=escape(f"{info['source']} ({info['family']})"))
     for name, c in info["components"].items():
         table.add_row(name, c["class"], f"{c['params']:,}", f"{c['buffers']:,}")
     table.add_row("[bold]total[/]", "", f"[bold]{info['total_params']:,}[/]", "")

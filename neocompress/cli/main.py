@@ -34,6 +34,9 @@ def _register() -> None:
 _register()
 
 
+INTERRUPTED = "interrupted; completed passes are cached, re-run the same command to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -42,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as e:
+        # click turns a KeyboardInterrupt raised inside a command into Abort (standalone_mode=False included)
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            click.echo(INTERRUPTED, err=True)
+        else:
+            click.echo("aborted", err=True)
         return 1
     except click.ClickException as e:  # usage errors: bad arguments or options
         e.show()
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return e.exit_code
     except KeyboardInterrupt:
-        click.echo("interrupted; completed passes are cached, re-run the same command to resume", err=True)
+        click.echo(INTERRUPTED, err=True)
         return 1
     except Exception as e:  # a bug or an environment problem: still one clear line, traceback on --debug
         click.echo(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import get_origin
 
 import click
 from pydantic_core import PydanticUndefined
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neocompress.core.registry import get_pass, known_pass_names
@@ -29,7 +31,7 @@ def list_passes(as_json: bool) -> None:
         return
     table = Table("pass", "version", "summary")
     for r in rows:
-        table.add_row(r["name"], str(r["version"]), r["summary"])
+        table.add_row(escape(r["name"]), str(r["version"]), escape(r["summary"]))
     Console().print(table)
 
 
@@ -43,13 +45,14 @@ def show(name: str, as_json: bool) -> None:
         click.echo(json.dumps(cls.Config.model_json_schema(), indent=2))
         return
     console = Console()
-    console.print(f"[bold]{cls.name}[/] v{cls.version}: {cls.summary}")
+    # Cells are escaped: Rich would take "[int]" in "list[int]" for a style tag and drop it.
+    console.print(f"[bold]{escape(cls.name)}[/] v{cls.version}: {escape(cls.summary)}")
     if cls.__doc__ or cls.__module__:
         import sys
 
         doc = (sys.modules[cls.__module__].__doc__ or "").strip()
         if doc:
-            console.print(doc)
+            console.print(escape(doc))
     table = Table("key", "type", "default", "description")
     for key, field in cls.Config.model_fields.items():
         default = (
@@ -57,10 +60,15 @@ def show(name: str, as_json: bool) -> None:
             if field.default is PydanticUndefined and field.default_factory is None
             else (repr(field.default_factory()) if field.default_factory else repr(field.default))
         )
-        table.add_row(key, _type_name(field.annotation), default, field.description or "")
+        table.add_row(
+            escape(key), escape(_type_name(field.annotation)), escape(default), escape(field.description or "")
+        )
     console.print(table)
     console.print(f"requires: {', '.join(cls.requires) or '-'}; produces: {', '.join(cls.produces) or '-'}")
 
 
 def _type_name(annotation: object) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    # `list[int].__name__` is just "list": generic aliases print in full, plain classes by name
+    if get_origin(annotation) is None and isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")

@@ -67,7 +67,8 @@ def command(recipe: str, as_json: bool) -> None:
             cells.append("-" if c is None else f"{_si(c['params'], params=True)} / {_si(c['flops'])}")
         table.add_row(n, *cells)
     table.add_row(
-        "[bold]total[/]", *[f"[bold]{_si(s['total_params'], params=True)} / {_si(s['total_flops'])}[/]" for s in plan["steps"]]
+        "[bold]total[/]",
+        *[f"[bold]{_si(s['total_params'], params=True)} / {_si(s['total_flops'])}[/]" for s in plan["steps"]],
     )
     console.print(table)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from neocompress.recipe import load_recipe
 
@@ -13,4 +14,5 @@ from neocompress.recipe import load_recipe
 def command(recipe: str) -> None:
     """Check RECIPE (schema, pass configs, and each pass against the model's structure)."""
     r = load_recipe(recipe)
-    Console().print(f"[green]ok[/] {recipe}: {len(r.passes)} pass(es) on {r.model.model.source} -> {r.model.output}")
+    summary = f"{recipe}: {len(r.passes)} pass(es) on {r.model.model.source} -> {r.model.output}"
+    Console().print(f"[green]ok[/] {escape(summary)}")  # escaped: a path like out/[v2] is not markup

@@ -5,6 +5,7 @@ This is what `neocompress apply` does, kept apart from the CLI so tests and benc
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,7 @@ def apply_recipe(
     family = get_family(m.model.family)
     family.check_source(m.model.source)
     dtype = DTYPES[m.model.dtype]
-    work = Path(work_dir or out.parent / f".{out.name}.work")
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(work_dir or out.parent / f".{out.name}.work")  # created by the first pass that asks for it
     ctx = PassContext(
         work_dir=work,
         seed=m.model.seed,
@@ -60,13 +60,21 @@ def apply_recipe(
         dtype=dtype,
     )
     base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed)
-    manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=family.load)
 
     def load_base():
         return family.load(m.model.source, dtype=dtype, device=m.model.device, seed=m.model.seed)
 
+    def load_saved(path: Path):
+        # A step restored from the cache must come back in the recipe's dtype and on its device, exactly as a
+        # fresh run would have left it (family.load's defaults are float32 on the CPU).
+        return family.load(str(path), dtype=dtype, device=m.model.device, seed=m.model.seed)
+
+    manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=load_saved)
+
     base_summary = family.skeleton(m.model.source).summary()
     run = manager.run(load_base, base_key)
+    with contextlib.suppress(OSError):
+        work.rmdir()  # only when no pass left anything there (scratch that a resumed run may still want stays)
     manifest = {
         "format": "neocompress-pipeline",
         "format_version": 1,

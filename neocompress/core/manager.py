@@ -16,6 +16,7 @@ from neocompress.core.cache import step_key
 from neocompress.core.context import PassContext
 from neocompress.core.errors import NeocompressError, PassError
 from neocompress.core.pass_base import Pass, PassResult
+from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
 
 
@@ -42,6 +43,17 @@ class RunOutcome:
     ir: PipelineIR
     records: list[RunRecord] = field(default_factory=list)
     resumed_from: int = -1  # index of the last pass restored from the cache, -1 if none
+
+
+def _provenance_of(ir: PipelineIR) -> dict[str, list[dict[str, str]]]:
+    return {c.name: [p.to_dict() for p in c.provenance] for c in ir}
+
+
+def _restore_provenance(ir: PipelineIR, saved: dict[str, list[dict[str, str]]]) -> None:
+    """Give a pipeline restored from the cache the provenance it had when stored (a reload starts with none)."""
+    for c in ir:
+        if c.name in saved:
+            c.provenance = [Provenance(d["pass"], d["action"], d.get("detail", "")) for d in saved[c.name]]
 
 
 class PassManager:
@@ -74,13 +86,18 @@ class PassManager:
             for i in range(len(keys) - 1, -1, -1):
                 if cache.has(keys[i]):
                     ir = self._load_saved(cache.path(keys[i]))
-                    records = [
-                        RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
-                        for j in range(i + 1)
-                        if cache.has(keys[j])
-                    ]
-                    if len(records) != i + 1:  # an earlier entry was evicted: rebuild the log honestly
-                        records = [RunRecord(**{**cache.entry(keys[i])["record"], "cached": True})]
+                    entry = cache.entry(keys[i])
+                    _restore_provenance(ir, entry.get("provenance", {}))
+                    if "pass_log" in entry:  # the entry carries the log of every pass up to it
+                        records = [RunRecord(**{**r, "cached": True}) for r in entry["pass_log"]]
+                    else:  # an entry written before entries carried their log
+                        records = [
+                            RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
+                            for j in range(i + 1)
+                            if cache.has(keys[j])
+                        ]
+                        if len(records) != i + 1:  # an earlier entry was evicted: rebuild the log honestly
+                            records = [RunRecord(**{**entry["record"], "cached": True})]
                     for r in records:
                         for inst in self.ctx.instruments:
                             inst.after_pass(r.index, r.name, PassResult(ir, r.modified, r.report), 0.0, True)
@@ -121,9 +138,14 @@ class PassManager:
                 inst.after_pass(i, p.name, result, seconds, False)
             if cache is not None:
                 manifest = {"pass_log": outcome.ir.meta["pass_log"]}
-                cache.store(
-                    keys[i], {"record": record.to_dict()}, lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m)
-                )
+                # The log of every pass so far and the provenance: a resume restores both from this entry alone,
+                # even if an earlier entry was evicted meanwhile (a reloaded pipeline carries neither).
+                entry = {
+                    "record": record.to_dict(),
+                    "pass_log": outcome.ir.meta["pass_log"],
+                    "provenance": _provenance_of(outcome.ir),
+                }
+                cache.store(keys[i], entry, lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m))
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
 

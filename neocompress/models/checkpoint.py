@@ -49,14 +49,18 @@ def read_config(folder: Path, component: str, name: str = "config.json") -> dict
     if not path.is_file():
         raise CheckpointError(f"{component}: missing '{path}'")
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{component}: '{path}' is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{component}: '{path}' must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def read_state_dict(folder: Path, component: str, prefix: str = "") -> dict[str, torch.Tensor]:
     """All tensors of a folder (optionally only keys under `prefix`, stripped), memory-mapped."""
     out: dict[str, torch.Tensor] = {}
+    source: dict[str, Path] = {}
     for f in weight_files(folder, component):
         if f.suffix == ".bin":
             sd = torch.load(f, map_location="cpu", mmap=True, weights_only=True)
@@ -65,6 +69,9 @@ def read_state_dict(folder: Path, component: str, prefix: str = "") -> dict[str,
             handle = safe_open(str(f), framework="pt")
             items = ((k, handle.get_tensor(k)) for k in handle.keys())  # noqa: SIM118 - not a dict
         for k, t in items:
+            if k in source:  # two files (e.g. a stray fp16 copy beside the weights) must not silently override
+                raise CheckpointError(f"{component}: key '{k}' is in two weight files, '{source[k]}' and '{f}'")
+            source[k] = f
             if k.startswith(prefix):
                 out[k[len(prefix) :]] = t
     return out

@@ -7,8 +7,9 @@ neocompress output uses the same layout plus `neocompress.json` (manifest) and `
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from neocompress.models.pyramid_flow.scheduler import SchedulerConfig, StepSched
 from neocompress.models.pyramid_flow.spec import BUILTIN_SPECS, WEIGHTLESS, PyramidFlowSpec, VideoSetting
 from neocompress.models.pyramid_flow.text_config import TextBundleConfig
 from neocompress.models.pyramid_flow.text_encoders import build_clip_g, build_clip_l, build_t5
-from neocompress.models.pyramid_flow.tokenizers import load_tokenizers
+from neocompress.models.pyramid_flow.tokenizers import TextTokenizers, load_tokenizers
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig, CausalVAEDecoder, CausalVAEEncoder, LatentNorm
 
 TEXT_FOLDERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
@@ -57,6 +58,22 @@ def _builders(s: PyramidFlowSpec) -> dict[str, Callable[[], nn.Module]]:
     }
 
 
+@contextlib.contextmanager
+def _config_errors(component: str, where: str) -> Iterator[None]:
+    """A config.json that parses but does not describe a model we can build is bad input (exit 2), not a crash:
+    re-raise as CheckpointError naming the component and the file."""
+    try:
+        yield
+    except CheckpointError as e:
+        if where in str(e):
+            raise
+        raise CheckpointError(f"{component}: invalid config {where}: {e}") from None
+    except KeyError as e:
+        raise CheckpointError(f"{component}: invalid config {where}: missing key {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{component}: invalid config {where}: {e}") from None
+
+
 def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -65,6 +82,10 @@ def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 class PyramidFlowFamily(ModelFamily):
     name = FAMILY
+
+    def __init__(self) -> None:
+        # source_key() of a builtin builds the pipeline to hash its weights; the load() that follows reuses it.
+        self._hashed: tuple[tuple, PipelineIR] | None = None
 
     def builtin_sources(self) -> list[str]:
         return sorted(BUILTIN_SPECS)
@@ -83,20 +104,22 @@ class PyramidFlowFamily(ModelFamily):
         manifest = self.read_manifest(root)
         extras = manifest.get("pyramid_flow", {})
         lengths = extras.get("text_lengths", {})
-        text = TextBundleConfig(
-            clip_l=read_config(root / TEXT_FOLDERS["clip_l"], "clip_l"),
-            clip_g=read_config(root / TEXT_FOLDERS["clip_g"], "clip_g"),
-            t5=read_config(root / TEXT_FOLDERS["t5"], "t5"),
-            clip_max_length=lengths.get("clip_max_length", 77),
-            t5_max_length=lengths.get("t5_max_length", 128),
-        )
+        text_configs = {name: read_config(root / folder, name) for name, folder in TEXT_FOLDERS.items()}
+        with _config_errors("text encoders", ", ".join(f"'{root / f / 'config.json'}'" for f in TEXT_FOLDERS.values())):
+            text = TextBundleConfig(
+                **text_configs,
+                clip_max_length=lengths.get("clip_max_length", 77),
+                t5_max_length=lengths.get("t5_max_length", 128),
+            )
         folder = extras.get("denoiser_folder") or next((f for f in DENOISER_FOLDERS if (root / f).is_dir()), None)
         if folder is None or not (root / folder).is_dir():
             raise CheckpointError(
                 f"denoiser: no denoiser folder in '{root}' (looked for {', '.join(DENOISER_FOLDERS)})"
             )
-        denoiser = DenoiserConfig.from_dict(read_config(root / folder, "denoiser"))
-        vae = CausalVAEConfig.from_dict(read_config(root / VAE_FOLDER, "vae"))
+        with _config_errors("denoiser", f"'{root / folder / 'config.json'}'"):
+            denoiser = DenoiserConfig.from_dict(read_config(root / folder, "denoiser"))
+        with _config_errors("vae", f"'{root / VAE_FOLDER / 'config.json'}'"):
+            vae = CausalVAEConfig.from_dict(read_config(root / VAE_FOLDER, "vae"))
         sched_file = root / SCHEDULER_FOLDER / "scheduler_config.json"
         sched = json.loads(sched_file.read_text()) if sched_file.is_file() else {}
         video = VideoSetting(**extras["video"]) if "video" in extras else VideoSetting(49, 320, 512)
@@ -134,6 +157,9 @@ class PyramidFlowFamily(ModelFamily):
         self, source: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
     ) -> PipelineIR:
         source = str(source)
+        if self._hashed is not None and self._hashed[0] == (source, dtype, device, seed):
+            ir, self._hashed = self._hashed[1], None
+            return ir
         s = self.spec_of(source)
         if source in WEIGHTLESS:
             raise SourceError(
@@ -144,10 +170,17 @@ class PyramidFlowFamily(ModelFamily):
             modules = {k: _seeded(b, seed + i) for i, (k, b) in enumerate(_builders(s).items())}
             tokenizers = load_tokenizers()
         else:
+            tokenizers = self._load_tokenizers(Path(source))  # first: a missing folder must not wait for the weights
             modules = self._load_directory(Path(source), s, dtype)
-            tokenizers = load_tokenizers(source)
         modules = {k: m.to(device=device, dtype=dtype) for k, m in modules.items()}
         return build_ir(s, modules, tokenizers)
+
+    @staticmethod
+    def _load_tokenizers(root: Path) -> TextTokenizers:
+        try:
+            return load_tokenizers(root)
+        except (OSError, ValueError) as e:  # FileNotFoundError for a missing tokenizer*/ folder, or a broken one
+            raise CheckpointError(f"tokenizers: cannot load the tokenizers of '{root}': {e}") from None
 
     def _load_directory(self, root: Path, s: PyramidFlowSpec, dtype: torch.dtype) -> dict[str, nn.Module]:
         b = _builders(s)
@@ -217,6 +250,7 @@ class PyramidFlowFamily(ModelFamily):
             if source in WEIGHTLESS:
                 return hash_json({"source": source})
             ir = self.load(source, dtype=dtype, seed=seed)
+            self._hashed = ((source, dtype, "cpu", seed), ir)  # the next identical load() reuses it
             return hash_json(
                 {
                     "family": FAMILY,

@@ -60,7 +60,10 @@ class TextToVideoPipeline:
 
     def resolve_video(self, frames: int | None, height: int | None, width: int | None) -> dict[str, int]:
         v = self.spec.video
-        frames, height, width = frames or v.frames, height or v.height, width or v.width
+        # `is None`, not `or`: an explicit 0 is a mistake to report, not a request for the default
+        frames = v.frames if frames is None else frames
+        height = v.height if height is None else height
+        width = v.width if width is None else width
         problems = []
         if frames < 1 or (frames - 1) % 8:
             problems.append(f"frames must be 1 + 8k (e.g. 9, 17, 49), got {frames}")
@@ -104,6 +107,8 @@ class TextToVideoPipeline:
         progress: Callable | None = None,
     ) -> torch.Tensor:
         """Videos [B, 3, frames, H, W] in [-1, 1]."""
+        if not prompts:
+            raise UserInputError("generate needs at least one prompt, got an empty list")
         v = self.resolve_video(frames, height, width)
         schedule = schedule or self.schedule
         cond = self.text.encode(prompts)

@@ -1,0 +1,465 @@
+"""The `neocompress` command line through `main(argv)`: JSON schemas and numbers, exit codes 0/1/2 with messages
+that name the file, YAML path and line, outputs that are never overwritten without --force, and generation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+import torch
+from PIL import Image
+
+from neocompress.cli.main import main
+from neocompress.core.errors import VerificationError
+from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
+from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
+from neocompress.models.pyramid_flow.family import PyramidFlowFamily
+from tests.conftest import REPO, TINY_RECIPE
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+COMPONENTS = ["clip_l", "clip_g", "t5", "denoiser", "vae_encoder", "vae_decoder"]
+SD3_DENOISER_PARAMS = 2_028_334_144
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def flat(text: str) -> str:
+    """Rich wraps long lines at the console width; compare messages with whitespace runs collapsed."""
+    return " ".join(text.split())
+
+
+def _is_int(x: object) -> bool:
+    return type(x) is int
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------- inspect
+
+
+def test_inspect_full_size_json_schema_and_numbers(capsys: pytest.CaptureFixture) -> None:
+    rc, out, err = run(capsys, "inspect", "builtin:pyramid-flow-sd3", "--json")
+    assert (rc, err) == (0, "")
+    info = json.loads(out)
+    assert set(info) == {"family", "source", "components", "total_params", "scheduler"}
+    assert (info["family"], info["source"]) == ("pyramid-flow", "builtin:pyramid-flow-sd3")
+    comps = info["components"]
+    assert list(comps) == COMPONENTS
+    for name, c in comps.items():
+        assert set(c) == {"class", "params", "buffers"}, name
+        assert isinstance(c["class"], str) and _is_int(c["params"]) and _is_int(c["buffers"]) and c["params"] > 0
+    assert comps["denoiser"] == {
+        "class": "PyramidFlowMMDiT",
+        "params": SD3_DENOISER_PARAMS,
+        "buffers": 192 * 192 * 1536,
+    }
+    # The released text encoders: CLIP-L/14 and OpenCLIP bigG/14 text towers with projection, T5-v1.1-XXL encoder.
+    assert [comps[n]["params"] for n in ("clip_l", "clip_g", "t5")] == [123_650_304, 694_659_840, 4_762_310_656]
+    assert comps["t5"]["class"] == "T5EncoderModel" and comps["clip_l"]["class"] == "CLIPTextModelWithProjection"
+    assert _is_int(info["total_params"]) and info["total_params"] == sum(c["params"] for c in comps.values())
+    s = info["scheduler"]
+    for key in ("sigma_start", "sigma_end"):
+        assert len(s[key]) == 3 and all(type(x) is float for x in s[key])
+    assert s["sigma_start"] == [1.0, 0.8, 0.5] and s["sigma_end"][-1] == 0.0
+    assert s["steps"] == {
+        "first_unit": [20, 20, 20],
+        "later_units": [10, 10, 10],
+        "guidance_first": 7.0,
+        "guidance_later": 5.0,
+    }
+    assert _is_int(s["nfe"]) and s["nfe"] == 480  # 7 latent frames: (60 + 6 * 30) steps, each with CFG
+    assert (s["num_units"], s["denoiser_calls"]) == (7, 240)
+
+
+def test_inspect_table_and_a_public_layout_directory(
+    capsys: pytest.CaptureFixture, public_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rc, out, _ = run(capsys, "inspect", "builtin:pyramid-flow-sd3")
+    assert rc == 0 and "2,028,334,144" in out and "NFE 480 for 7 latent frames" in flat(out)
+    rc, out, err = run(capsys, "inspect", public_checkpoint, "--json")
+    assert (rc, err) == (0, "")
+    info = json.loads(out)
+    tiny = PyramidFlowFamily().skeleton("builtin:tiny")
+    assert {n: c["params"] for n, c in info["components"].items()} == {n: tiny[n].num_params() for n in COMPONENTS}
+    assert info["scheduler"]["nfe"] == 480  # no manifest: the release's 49-frame default video
+    # A directory name with brackets is printed as it is, not read as Rich markup.
+    monkeypatch.chdir(tmp_path)
+    Path("ckpt[v2]").symlink_to(public_checkpoint, target_is_directory=True)
+    rc, out, _ = run(capsys, "inspect", "ckpt[v2]")
+    assert rc == 0 and "ckpt[v2] (pyramid-flow)" in out
+
+
+# ----------------------------------------------------------------------------------------- plan
+
+
+@pytest.mark.parametrize(
+    ("recipe", "removed"),
+    [("pyramid-flow-prune6.yaml", [3, 7, 11, 15, 19, 21]), ("pyramid-flow-prune8.yaml", [3, 6, 9, 12, 15, 18, 21, 23])],
+)
+def test_plan_removes_exactly_the_blocks_params_and_flops(
+    capsys: pytest.CaptureFixture, recipe: str, removed: list[int]
+) -> None:
+    rc, out, err = run(capsys, "plan", REPO / "recipes" / recipe, "--json")
+    assert (rc, err) == (0, "")
+    plan = json.loads(out)
+    assert [s["pass"] for s in plan["steps"]] == [None, "remove_blocks"]
+    for step in plan["steps"]:
+        assert list(step["components"]) == COMPONENTS
+        for c in step["components"].values():
+            assert set(c) == {"params", "flops"} and _is_int(c["params"]) and _is_int(c["flops"])
+        assert step["total_params"] == sum(c["params"] for c in step["components"].values())
+        assert step["total_flops"] == sum(c["flops"] for c in step["components"].values())
+    before, after = (s["components"] for s in plan["steps"])
+    assert all(before[n] == after[n] for n in COMPONENTS if n != "denoiser")
+
+    config = DenoiserConfig.pyramid_flow_sd3()
+    with torch.device("meta"):
+        model = PyramidFlowMMDiT(config)
+    blocks = model.transformer_blocks
+    full, last = _params(blocks[0]), _params(blocks[-1])  # the last block is context_pre_only: smaller
+    assert last < full and not blocks[0].context_pre_only and blocks[-1].context_pre_only
+    outside = _params(model) - 23 * full - last
+    kept = 24 - len(removed)
+    assert before["denoiser"]["params"] == SD3_DENOISER_PARAMS == outside + 23 * full + last
+    # If block 23 goes, block 22 becomes the new context_pre_only last block: kept - 1 full blocks + 1 such block.
+    assert after["denoiser"]["params"] == outside + (kept - 1) * full + last
+    assert after["denoiser"]["params"] == before["denoiser"]["params"] - len(removed) * full
+    # ... which is exactly a model built with `kept` layers, and so are its FLOPs.
+    family = PyramidFlowFamily()
+    skeleton = family.skeleton("builtin:pyramid-flow-sd3")
+    with torch.device("meta"):
+        skeleton["denoiser"].module = PyramidFlowMMDiT(config.replace(num_layers=kept))
+    assert after["denoiser"]["params"] == skeleton["denoiser"].num_params()
+    assert after["denoiser"]["flops"] == family.component_flops(skeleton, "denoiser", plan["video"])
+    assert 0 < after["denoiser"]["flops"] < before["denoiser"]["flops"]
+
+
+# ----------------------------------------------------------------------------------------- bad recipes
+
+
+def _recipe(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD_RECIPES = {
+    "unknown pass": (
+        "model:\n  source: builtin:tiny\npasses:\n  - name: remove_blokcs\n    indices: [1]\noutput: out/x\n",
+        [":4 (passes[0].name): unknown pass 'remove_blokcs'. Did you mean 'remove_blocks'?"],
+    ),
+    "wrong type": (
+        "model:\n  source: builtin:tiny\npasses:\n  - name: remove_blocks\n    indices: two\noutput: out/x\n",
+        [":5 (passes[0].indices): Input should be a valid list (got 'two')"],
+    ),
+    "unknown key": (
+        "model:\n  source: builtin:tiny\n  colour: red\npasses: []\noutput: out/x\n",
+        [":3 (model.colour): unknown key 'colour'"],
+    ),
+    "block index out of range": (
+        "model:\n  source: builtin:pyramid-flow-sd3\npasses:\n  - name: remove_blocks\n    indices: [3, 30]\n"
+        "output: out/x\n",
+        [":5 (passes[0].indices): remove_blocks: block indices [30] out of range: 'denoiser' has 24 blocks (0..23)"],
+    ),
+    "several errors at once": (
+        "model:\n  source: builtin:tiny\n  dtyp: float32\n  seed: -1\npasses:\n  - name: remove_blokcs\n"
+        "  - name: remove_blocks\n    indices: [1, 1]\n    colour: red\noutput: out/x\n",
+        [
+            "recipe has 5 problem(s):",
+            ":3 (model.dtyp): unknown key 'dtyp'",
+            ":4 (model.seed): Input should be greater than or equal to 0 (got -1)",
+            ":6 (passes[0].name): unknown pass 'remove_blokcs'",
+            ":8 (passes[1].indices): Value error, indices must be unique; repeated: [1]",
+            ":9 (passes[1].colour): unknown key 'colour'",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECIPES))
+def test_bad_recipe_exits_2_naming_file_yaml_path_and_line(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text, expected = BAD_RECIPES[case]
+    path = _recipe(tmp_path, text)
+    rc, out, err = run(capsys, "validate", path)
+    assert (rc, out) == (2, "")
+    assert err.startswith("error: recipe has")
+    for fragment in expected:
+        assert (fragment if fragment.startswith("recipe") else f"{path}{fragment}") in err, err
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_plan_and_apply_reject_a_bad_recipe_before_any_work(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _recipe(tmp_path, BAD_RECIPES["unknown pass"][0])
+    rc, out, err = run(capsys, command, path, *(["--cache-dir", tmp_path / "cache"] if command == "apply" else []))
+    assert (rc, out) == (2, "")
+    assert f"{path}:4 (passes[0].name): unknown pass 'remove_blokcs'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]  # no output, work dir or cache
+
+
+def test_missing_recipe_file(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    rc, _, err = run(capsys, "validate", tmp_path / "nope.yaml")
+    assert rc == 2 and f"{tmp_path / 'nope.yaml'}: recipe file not found" in err
+
+
+# ----------------------------------------------------------------------------------------- bad sources / args
+
+
+def test_unknown_builtin_source_suggests_the_nearest(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    for argv in (["inspect", "builtin:tiny-rand"], ["generate", "builtin:tiny-rand", "-o", tmp_path / "v"]):
+        rc, out, err = run(capsys, *argv)
+        assert (rc, out) == (2, "")
+        assert "unknown builtin source 'builtin:tiny-rand'" in err and "Did you mean 'builtin:tiny-random'?" in err
+    assert not (tmp_path / "v").exists()
+
+
+def test_nonexistent_directory_source(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-checkpoint"
+    for argv in (["inspect", missing], ["generate", missing, "-o", tmp_path / "v"]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and f"source '{missing}' is neither a builtin name nor an existing directory" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "message"),
+    [
+        ("--first-steps", "20,x,20", "steps must be comma-separated integers such as 20,20,20, got '20,x,20'"),
+        ("--later-steps", "10,10", "steps need three positive integers (one per pyramid stage), got '10,10'"),
+        ("--first-steps", "0,1,1", "steps need three positive integers"),
+    ],
+)
+def test_bad_steps_text_exits_2_before_loading_the_model(
+    capsys: pytest.CaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    text: str,
+    message: str,
+) -> None:
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(PyramidFlowFamily, "load", no_load)
+    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", option, text)
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "v").exists()
+
+
+def test_frames_must_be_one_plus_multiple_of_eight(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", "--frames", "10", "--height", "60")
+    assert rc == 2
+    assert "frames must be 1 + 8k (e.g. 9, 17, 49), got 10" in err and "height must be a positive multiple of 64" in err
+    assert not (tmp_path / "v").exists()
+
+
+def test_click_usage_errors_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    rc, _, err = run(capsys, "generate", "builtin:tiny")
+    assert rc == 2 and "Missing option '--output'" in err
+    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", "--frames", "nine")
+    assert rc == 2 and "'nine' is not a valid integer" in err
+    rc, _, err = run(capsys, "compress", "x")
+    assert rc == 2 and "No such command 'compress'" in err
+
+
+# ----------------------------------------------------------------------------------------- apply
+
+
+def test_apply_refuses_an_existing_output_and_leaves_it_untouched(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, applied_tiny: dict
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("someone's work")
+    rc, _, err = run(capsys, "apply", TINY_RECIPE, "-o", out, "--cache-dir", tmp_path / "cache", "--no-progress")
+    assert rc == 2
+    assert f"output '{out}' already exists; pass --force to replace it (nothing was written)" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "someone's work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no cache, no work dir
+
+    # With --force it is replaced by a complete output; the pass comes from the session's cache.
+    rc, _, err = run(
+        capsys, "apply", TINY_RECIPE, "-o", out, "--cache-dir", applied_tiny["cache"], "--force", "--no-progress"
+    )
+    assert rc == 0 and f"wrote {out} (1 pass(es), 1 from cache)" in flat(err)
+    assert not (out / "keep.txt").exists() and (out / "neocompress.json").is_file()
+    saved = json.loads((out / "neocompress.json").read_text())
+    assert saved["components"]["denoiser"]["params"] < 234_496 and saved["pass_log"][0]["name"] == "remove_blocks"
+
+
+def test_apply_on_the_weightless_builtin_says_to_plan_or_give_a_checkpoint(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(
+        capsys, "apply", REPO / "recipes" / "pyramid-flow-prune6.yaml", "--cache-dir", tmp_path / "c", "--no-progress"
+    )
+    assert (rc, out) == (2, "")
+    assert "'builtin:pyramid-flow-sd3' has no weights here" in err
+    assert "`plan`" in err and "give the checkpoint directory" in err
+    assert not (tmp_path / "out" / "pruned").exists()
+
+
+# ----------------------------------------------------------------------------------------- exit code 1
+
+
+def test_an_unexpected_internal_error_exits_1_with_one_line(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("neocompress.cli.inspect.inspect_source", boom)
+    rc, out, err = run(capsys, "inspect", "builtin:tiny")
+    assert (rc, out) == (1, "")
+    assert err == "error: unexpected RuntimeError: boom (run with --debug for the traceback)\n"
+    rc, _, err = run(capsys, "--debug", "inspect", "builtin:tiny")
+    assert rc == 1 and "Traceback (most recent call last)" in err and "RuntimeError: boom" in err
+
+
+def test_other_neocompress_errors_and_interrupts_exit_1(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise VerificationError("interface of 'denoiser' changed")
+
+    monkeypatch.setattr("neocompress.cli.inspect.inspect_source", broken)
+    assert run(capsys, "inspect", "builtin:tiny") == (1, "", "error: interface of 'denoiser' changed\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("neocompress.cli.inspect.inspect_source", interrupted)
+    rc, _, err = run(capsys, "inspect", "builtin:tiny")  # click turns it into Abort; the message must survive
+    assert rc == 1 and err.strip() == "interrupted; completed passes are cached, re-run the same command to resume"
+
+
+# ----------------------------------------------------------------------------------------- passes, validate
+
+
+def test_passes_list_and_show(capsys: pytest.CaptureFixture) -> None:
+    rc, out, _ = run(capsys, "passes", "list", "--json")
+    assert rc == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["remove_blocks"]["version"] == 1 and "Remove transformer blocks" in rows["remove_blocks"]["summary"]
+    rc, out, _ = run(capsys, "passes", "list")
+    assert rc == 0 and "remove_blocks" in out
+
+    rc, out, _ = run(capsys, "passes", "show", "remove_blocks")
+    assert rc == 0
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+        for line in out.splitlines()
+        if line.count("│") >= 4
+    }
+    assert rows["indices"] == ["list[int]", "(required)"]
+    assert rows["component"] == ["str", "'denoiser'"]
+    assert "requires: denoiser" in out
+
+    rc, out, _ = run(capsys, "passes", "show", "remove_blocks", "--json")
+    schema = json.loads(out)
+    assert rc == 0 and schema["required"] == ["indices"] and schema["properties"]["component"]["default"] == "denoiser"
+    rc, _, err = run(capsys, "passes", "show", "remove_blokcs")
+    assert rc == 2 and "Did you mean 'remove_blocks'?" in err
+
+
+def test_validate_prints_ok(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(TINY_RECIPE, "tiny.yaml")
+    rc, out, err = run(capsys, "validate", "tiny.yaml")
+    assert (rc, out, err) == (0, "ok tiny.yaml: 1 pass(es) on builtin:tiny -> out/tiny\n", "")
+    # Paths are printed as given, not read as Rich markup.
+    Path("v2.yaml").write_text(Path("tiny.yaml").read_text().replace("output: out/tiny", "output: out/[v2]"))
+    rc, out, _ = run(capsys, "validate", "v2.yaml")
+    assert (rc, out) == (0, "ok v2.yaml: 1 pass(es) on builtin:tiny -> out/[v2]\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml", "v2.yaml"]
+
+
+# ----------------------------------------------------------------------------------------- generate
+
+
+def test_generate_writes_mp4_grid_and_json(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, applied_tiny: dict
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = applied_tiny["output"]
+    rc, _, err = run(capsys, "generate", src, "-o", "video", "--first-steps", "2,2,2", "--later-steps", "1,1,1")
+    assert rc == 0 and "wrote 1 video(s) to video in" in flat(err) and "(18 NFE per video)" in flat(err)
+    out = tmp_path / "video"
+    assert sorted(p.name for p in out.iterdir()) == ["frames_00.png", "generate.json", "video_00.mp4"]
+    info = json.loads((out / "generate.json").read_text())
+    assert (info["frames"], info["height"], info["width"], info["units"]) == (9, 64, 64, 2)
+    # 2 latent frames: (2+2+2) + (1+1+1) steps, each doubled by CFG (guidance 7 and 5 from the recipe's schedule).
+    assert (info["nfe_per_video"], info["calls_per_video"]) == (18, 9)
+    assert info["schedule"]["first_unit"] == [2, 2, 2] and info["source"] == str(src)
+    assert info["videos"] == [
+        {
+            "prompt": "a red circle moving left on a grey background",
+            "video": "video_00.mp4",
+            "grid": "frames_00.png",
+            "seed": 0,
+        }
+    ]
+    with imageio.get_reader(out / "video_00.mp4") as reader:
+        frames = [frame for frame in reader]
+    assert len(frames) == 9 and frames[0].shape == (64, 64, 3)
+    grid = Image.open(out / "frames_00.png")
+    assert grid.mode == "RGB" and grid.width > 9 * 64 and grid.height > 64
+
+    rc, _, err = run(capsys, "generate", src, "-o", "video", "--first-steps", "1,1,1", "--later-steps", "1,1,1")
+    assert rc == 2 and "already exists" in err
+    assert json.loads((out / "generate.json").read_text()) == info
+
+
+def test_generate_gif_for_several_prompts(capsys: pytest.CaptureFixture, tmp_path: Path, applied_tiny: dict) -> None:
+    out = tmp_path / "nested" / "gifs"
+    rc, _, _ = run(
+        capsys,
+        "generate",
+        applied_tiny["output"],
+        "-o",
+        out,
+        "--format",
+        "gif",
+        "-p",
+        "a blue square",
+        "-p",
+        "a green dot",
+        "--seed",
+        "5",
+        "--first-steps",
+        "1,1,1",
+        "--later-steps",
+        "1,1,1",
+        "--guidance-first",
+        "1",
+        "--guidance-later",
+        "1",
+    )
+    assert rc == 0
+    names = ["frames_00.png", "frames_01.png", "generate.json", "video_00.gif", "video_01.gif"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    info = json.loads((out / "generate.json").read_text())
+    assert info["nfe_per_video"] == 6  # guidance <= 1: no CFG, one evaluation per step
+    assert [(v["prompt"], v["video"], v["seed"]) for v in info["videos"]] == [
+        ("a blue square", "video_00.gif", 5),
+        ("a green dot", "video_01.gif", 6),
+    ]
+    for i in range(2):
+        gif = Image.open(out / f"video_0{i}.gif")
+        assert (gif.n_frames, gif.size) == (9, (64, 64))
