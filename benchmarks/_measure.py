@@ -14,7 +14,15 @@ from pathlib import Path
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set of this process (VmHWM), in MB.
+
+    Not `ru_maxrss`: Linux carries that across exec, so a child started by a parent that once held 8 GB would
+    report 8 GB before doing anything. VmHWM belongs to this address space alone.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
 def analysis_full_size() -> dict:
@@ -78,9 +86,22 @@ def load_denoiser(path: str, mode: str) -> dict:
     }
 
 
+def write_denoiser(path: str) -> dict:
+    """The synthetic full-size checkpoint, written in this child so the parent's memory stays small."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from run import write_synthetic_denoiser
+
+    return {"bytes": write_synthetic_denoiser(Path(path))}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     t0 = time.perf_counter()
-    result = {"analysis_full_size": analysis_full_size, "load_denoiser": load_denoiser}[name](*args)
+    measures = {
+        "analysis_full_size": analysis_full_size,
+        "load_denoiser": load_denoiser,
+        "write_denoiser": write_denoiser,
+    }
+    result = measures[name](*args)
     result.update(wall_seconds=time.perf_counter() - t0, peak_rss_mb=_rss_mb())
     print(json.dumps(result))

@@ -98,7 +98,7 @@ def main() -> None:
     results["tiny"] = bench_tiny(work)
     if not args.skip_load:
         print("3/3 synthetic full-size denoiser checkpoint ...", flush=True)
-        size = write_synthetic_denoiser(work / "denoiser")
+        size = _measure("write_denoiser", str(work / "denoiser"))["bytes"]
         mmap = _measure("load_denoiser", str(work / "denoiser"), "mmap")
         eager = _measure("load_denoiser", str(work / "denoiser"), "eager")
         mb = size / 2**20
