@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
 demo: setup
 	$(BIN)/neocompress plan recipes/tiny.yaml
 	$(BIN)/neocompress apply recipes/tiny.yaml --force --time
-	$(BIN)/neocompress generate out/tiny --prompt "a red circle moving left on a grey background" --output out/tiny-video --force
+	$(BIN)/neocompress generate out/tiny --output out/tiny-video --force
 	@echo "output: out/tiny (pipeline, report.md, params.png) and out/tiny-video (video_00.mp4, frames_00.png)"
 
 test: setup

@@ -29,6 +29,18 @@ def _steps(text: str | None) -> tuple[int, ...] | None:
     return steps
 
 
+def _recipe_generate_section(source: str) -> dict:
+    """The `generate:` section of the recipe that produced SOURCE, if SOURCE is a neocompress output."""
+    manifest = Path(source) / "neocompress.json"
+    if source.startswith("builtin:") or not manifest.is_file():
+        return {}
+    return (json.loads(manifest.read_text()).get("recipe") or {}).get("generate") or {}
+
+
+def _tuple(value: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(value) if value else None
+
+
 @click.command("generate")
 @click.argument("source")
 @click.option("--prompt", "-p", "prompts", multiple=True, help="Prompt (repeat for several videos).")
@@ -64,18 +76,28 @@ def command(
     family = get_family((family_of_directory(source) if not source.startswith("builtin:") else None) or "pyramid-flow")
     family.check_source(source)
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
+    # A recipe's `generate:` section, recorded in the output's manifest, supplies the defaults; options win.
+    saved = _recipe_generate_section(source)
+    first = first or _tuple(saved.get("first_unit_steps"))
+    later = later or _tuple(saved.get("later_unit_steps"))
+    guidance_first = saved.get("guidance_first") if guidance_first is None else guidance_first
+    guidance_later = saved.get("guidance_later") if guidance_later is None else guidance_later
     console = Console(stderr=True)
     t0 = time.perf_counter()
     pipe = family.pipeline(family.load(source))
     load_s = time.perf_counter() - t0
-    prompts = prompts or (pipe.default_prompt(),)
+    prompts = prompts or tuple(saved.get("prompts") or ()) or (pipe.default_prompt(),)
     schedule = pipe.schedule_with(
         first=first,
         later=later,
         guidance_first=guidance_first,
         guidance_later=guidance_later,
     )
-    video_cfg = pipe.resolve_video(frames, height, width)
+    video_cfg = pipe.resolve_video(
+        frames if frames is not None else saved.get("frames"),
+        height if height is not None else saved.get("height"),
+        width if width is not None else saved.get("width"),
+    )
     calls = schedule.calls(video_cfg["units"]) * len(prompts)
     with atomic_directory(Path(output), force=force) as tmp:
         with Progress(

@@ -463,3 +463,41 @@ def test_generate_gif_for_several_prompts(capsys: pytest.CaptureFixture, tmp_pat
     for i in range(2):
         gif = Image.open(out / f"video_0{i}.gif")
         assert (gif.n_frames, gif.size) == (9, (64, 64))
+
+
+def test_generate_takes_its_defaults_from_the_recipes_generate_section(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    recipe = _recipe(
+        tmp_path,
+        f"""\
+model:
+  source: builtin:tiny
+passes:
+  - name: remove_blocks
+    indices: [1]
+generate:
+  prompts: ["a green star moving right"]
+  frames: 17
+  height: 64
+  width: 128
+  first_unit_steps: [2, 1, 1]
+  later_unit_steps: [1, 1, 1]
+  guidance_first: 1.0
+  guidance_later: 1.0
+output: {tmp_path / "out"}
+""",
+    )
+    assert run(capsys, "apply", str(recipe), "--cache-dir", str(tmp_path / "c"), "--no-progress")[0] == 0
+    rc, _, err = run(capsys, "generate", str(tmp_path / "out"), "-o", str(tmp_path / "v"))
+    assert rc == 0, err
+    info = json.loads((tmp_path / "v" / "generate.json").read_text())
+    assert [v["prompt"] for v in info["videos"]] == ["a green star moving right"]
+    assert (info["frames"], info["height"], info["width"], info["units"]) == (17, 64, 128, 3)
+    assert info["schedule"]["first_unit"] == [2, 1, 1] and info["nfe_per_video"] == 4 + 3 + 3
+    # Options still win over the recipe's defaults.
+    rc, _, _ = run(
+        capsys, "generate", str(tmp_path / "out"), "-o", str(tmp_path / "v2"), "--frames", "9", "--first-steps", "1,1,1"
+    )
+    info = json.loads((tmp_path / "v2" / "generate.json").read_text())
+    assert rc == 0 and info["frames"] == 9 and info["nfe_per_video"] == 3 + 3
