@@ -133,10 +133,11 @@ def write_public_checkpoint(ir: PipelineIR, root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Run a module's tests on one intra-op thread, then restore the setting. On a small machine shared with
-    other jobs, two OpenMP threads wait on each other at every op (seconds per tiny video instead of 0.3 s)."""
+    """Run the tests on one intra-op thread, then restore the setting. The models here are tiny: on a small
+    machine shared with other jobs, two OpenMP threads wait on each other at every op (seconds per tiny video
+    instead of 0.3 s)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

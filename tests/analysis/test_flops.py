@@ -23,15 +23,6 @@ HISTORIES = [  # latent (h, w) of every clip in the call, history oldest first, 
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread beats two contending ones (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _denoiser(prune: list[int] | None = None, **changes) -> PyramidFlowMMDiT:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -19,7 +19,6 @@ from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
 from neocompress.models.pyramid_flow.family import PyramidFlowFamily
 from tests.conftest import REPO, TINY_RECIPE
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 COMPONENTS = ["clip_l", "clip_g", "t5", "denoiser", "vae_encoder", "vae_decoder"]
 SD3_DENOISER_PARAMS = 2_028_334_144
 

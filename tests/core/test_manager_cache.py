@@ -23,15 +23,6 @@ from neocompress.recipe import load_recipe
 THREE_PASSES = ([1], [0], [2])  # on the 6-block tiny denoiser: 6 -> 5 -> 4 -> 3 blocks, last block kept throughout
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread beats two contending ones (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _recipe(tmp_path: Path, indices=THREE_PASSES, *, name: str = "r.yaml", dtype: str = "float32", extra: str = ""):
     passes = "".join(f"  - name: remove_blocks\n    indices: {list(ix)}\n" for ix in indices)
     text = f"model:\n  source: builtin:tiny\n  dtype: {dtype}\n  seed: 0\npasses:\n{passes}{extra}"

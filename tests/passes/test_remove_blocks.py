@@ -24,15 +24,6 @@ FAMILY = get_family("pyramid-flow")
 FAST = StepSchedule((1, 1, 1), (1, 1, 1), 1.0, 1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread beats two contending ones (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny() -> PipelineIR:
     return FAMILY.load("builtin:tiny")
 

@@ -31,7 +31,6 @@ FAMILY = PyramidFlowFamily()
 COMPONENTS = ("clip_l", "clip_g", "t5", "denoiser", "vae_encoder", "vae_decoder")
 DEN_FILE = f"{PUBLIC_DENOISER}/diffusion_pytorch_model.safetensors"
 VAE_FILE = f"{PUBLIC_VAE}/diffusion_pytorch_model.safetensors"
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = StepSchedule((2, 2, 2), (1, 1, 1), 7.0, 5.0)  # CFG on both, so the unconditional branch is exercised
 
 

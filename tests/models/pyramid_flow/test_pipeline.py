@@ -15,15 +15,6 @@ FAST = StepSchedule((1, 1, 1), (1, 1, 1), 1.0, 1.0)
 PROMPTS = ["a red circle moving left on a grey background", "a blue square"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread beats two contending ones (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pipe() -> TextToVideoPipeline:
     return FAMILY.pipeline(FAMILY.load("builtin:tiny"))
