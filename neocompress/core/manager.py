@@ -88,16 +88,8 @@ class PassManager:
                     ir = self._load_saved(cache.path(keys[i]))
                     entry = cache.entry(keys[i])
                     _restore_provenance(ir, entry.get("provenance", {}))
-                    if "pass_log" in entry:  # the entry carries the log of every pass up to it
-                        records = [RunRecord(**{**r, "cached": True}) for r in entry["pass_log"]]
-                    else:  # an entry written before entries carried their log
-                        records = [
-                            RunRecord(**{**cache.entry(keys[j])["record"], "cached": True})
-                            for j in range(i + 1)
-                            if cache.has(keys[j])
-                        ]
-                        if len(records) != i + 1:  # an earlier entry was evicted: rebuild the log honestly
-                            records = [RunRecord(**{**entry["record"], "cached": True})]
+                    # The entry carries the log of every pass up to it, so earlier entries need not survive.
+                    records = [RunRecord(**{**r, "cached": True}) for r in entry["pass_log"]]
                     for r in records:
                         for inst in self.ctx.instruments:
                             inst.after_pass(r.index, r.name, PassResult(ir, r.modified, r.report), 0.0, True)
