@@ -133,7 +133,6 @@ class PassManager:
                 # The log of every pass so far and the provenance: a resume restores both from this entry alone,
                 # even if an earlier entry was evicted meanwhile (a reloaded pipeline carries neither).
                 entry = {
-                    "record": record.to_dict(),
                     "pass_log": outcome.ir.meta["pass_log"],
                     "provenance": _provenance_of(outcome.ir),
                 }
