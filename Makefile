@@ -10,7 +10,7 @@ STAMP := $(VENV)/.neocompress-setup
 setup: $(STAMP)
 
 # Re-runs only when the dependency files change, so a second `make setup` is a no-op in seconds.
-$(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
+$(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py tools/install_shim.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python tools/install_shim.py

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from neocompress.analysis.video_io import frame_grid, to_uint8_frames, write_video
 from neocompress.core.atomic import atomic_directory
 from neocompress.core.errors import UserInputError
-from neocompress.models.family import family_of_directory, get_family
+from neocompress.models.family import family_for_source, read_manifest
 
 
 def _steps(text: str | None) -> tuple[int, ...] | None:
@@ -31,10 +31,9 @@ def _steps(text: str | None) -> tuple[int, ...] | None:
 
 def _recipe_generate_section(source: str) -> dict:
     """The `generate:` section of the recipe that produced SOURCE, if SOURCE is a neocompress output."""
-    manifest = Path(source) / "neocompress.json"
-    if source.startswith("builtin:") or not manifest.is_file():
+    if source.startswith("builtin:"):
         return {}
-    return (json.loads(manifest.read_text()).get("recipe") or {}).get("generate") or {}
+    return (read_manifest(source).get("recipe") or {}).get("generate") or {}
 
 
 def _tuple(value: list[int] | None) -> tuple[int, ...] | None:
@@ -73,8 +72,7 @@ def command(
     force: bool,
 ) -> None:
     """Generate videos from SOURCE (a builtin name or a pipeline directory)."""
-    family = get_family((family_of_directory(source) if not source.startswith("builtin:") else None) or "pyramid-flow")
-    family.check_source(source)
+    family = family_for_source(source)
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
     # A recipe's `generate:` section, recorded in the output's manifest, supplies the defaults; options win.
     saved = _recipe_generate_section(source)

@@ -9,14 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from neocompress.models.family import family_of_directory, get_family
+from neocompress.models.family import family_for_source
 
 
 def inspect_source(source: str, family_name: str | None = None) -> dict:
-    family = get_family(
-        family_name or (family_of_directory(source) if not source.startswith("builtin:") else None) or "pyramid-flow"
-    )
-    family.check_source(source)
+    family = family_for_source(source, family_name)
     ir = family.skeleton(source)
     comps = {
         c.name: {"class": c.class_name, "params": c.num_params(), "buffers": c.num_buffers()}

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from neocompress.core.context import PassContext
-from neocompress.core.manager import PassManager
 from neocompress.models.family import get_family
 from neocompress.recipe import load_recipe
 
 
 def plan_recipe(recipe_path: str) -> dict:
-    r = load_recipe(recipe_path)
+    r = load_recipe(recipe_path)  # validation plans every pass on the weightless skeleton
     family = get_family(r.model.model.family)
-    skeleton = family.skeleton(r.model.model.source)
-    ctx = PassContext(
-        work_dir=Path("/nonexistent"),
-        seed=r.model.model.seed,
-        target=r.model.target.model_dump() if r.model.target else None,
-    )
-    video = family.video_setting(skeleton, r.model.generate)
+    video = family.video_setting(r.planned[0][1], r.model.generate)
     steps = []
-    for name, ir in PassManager(r.passes, ctx).plan(skeleton):
+    for name, ir in r.planned:
         comps = {}
         for c in ir:
             if c.module is None:

@@ -59,7 +59,8 @@ def apply_recipe(
         device=m.model.device,
         dtype=dtype,
     )
-    base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed)
+    # Hashing the source reads every byte of a checkpoint: only worth it when there is a cache to look up.
+    base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed) if ctx.cache is not None else None
 
     def load_base():
         return family.load(m.model.source, dtype=dtype, device=m.model.device, seed=m.model.seed)
@@ -71,7 +72,7 @@ def apply_recipe(
 
     manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=load_saved)
 
-    base_summary = family.skeleton(m.model.source).summary()
+    base_summary = (recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source)).summary()
     run = manager.run(load_base, base_key)
     with contextlib.suppress(OSError):
         work.rmdir()  # only when no pass left anything there (scratch that a resumed run may still want stays)

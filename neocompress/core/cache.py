@@ -20,10 +20,9 @@ from neocompress.core.hashing import hash_json
 ENTRY_FILE = "cache-entry.json"
 
 
-def step_key(
-    pass_name: str, version: int, config: dict[str, Any], input_key: str, target: dict[str, Any] | None
-) -> str:
-    return hash_json({"pass": pass_name, "version": version, "config": config, "input": input_key, "target": target})
+def step_key(pass_name: str, version: int, config: dict[str, Any], input_key: str, context: dict[str, Any]) -> str:
+    """`context` is what a pass may read from its PassContext (target, seed, the data's fingerprint)."""
+    return hash_json({"pass": pass_name, "version": version, "config": config, "input": input_key, "context": context})
 
 
 class PassCache:
@@ -48,6 +47,9 @@ class PassCache:
             write(tmp)
             (tmp / ENTRY_FILE).write_text(json.dumps(entry, indent=2, default=str))
         return self.path(key)
+
+    def discard(self, key: str) -> None:
+        shutil.rmtree(self.path(key), ignore_errors=True)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

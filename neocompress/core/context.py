@@ -32,6 +32,11 @@ class PassContext:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
 
+    @classmethod
+    def for_planning(cls, *, seed: int = 0, target: dict[str, Any] | None = None) -> PassContext:
+        """A context for structural planning on weightless skeletons: nothing is written, no data is read."""
+        return cls(work_dir=Path("/nonexistent"), seed=seed, target=target)
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh CPU generator seeded from the run's seed (offset keeps streams of one pass apart)."""
         return torch.Generator("cpu").manual_seed(self.seed + offset)

@@ -7,6 +7,7 @@ for every pass. A recipe runs exactly as written (nothing reordered or skipped) 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ class RunRecord:
     name: str
     version: int
     config: dict[str, Any]
-    key: str
+    key: str | None  # None when the run used no cache
     cached: bool
     seconds: float
     modified: bool
@@ -72,29 +73,42 @@ class PassManager:
         self._load_saved = load_saved
 
     def keys(self, base_key: str) -> list[str]:
+        context = {
+            "target": self.ctx.target,
+            "seed": self.ctx.seed,
+            "data": self.ctx.data.fingerprint() if self.ctx.data is not None else None,
+        }
         keys, prev = [], base_key
         for p in self.passes:
-            prev = step_key(p.name, p.version, p.config.model_dump(mode="json"), prev, self.ctx.target)
+            prev = step_key(p.name, p.version, p.config.model_dump(mode="json"), prev, context)
             keys.append(prev)
         return keys
 
-    def run(self, load_base: Callable[[], PipelineIR], base_key: str) -> RunOutcome:
-        keys = self.keys(base_key)
-        cache = self.ctx.cache if (self._save and self._load_saved) else None
+    def run(self, load_base: Callable[[], PipelineIR], base_key: str | None) -> RunOutcome:
+        """Run every pass; with a cache (and `base_key`, the content hash of the base) resume from it."""
+        cache = self.ctx.cache if (self._save and self._load_saved and base_key is not None) else None
+        keys: list[str | None] = list(self.keys(base_key)) if cache is not None else [None] * len(self.passes)
         start, records, ir = 0, [], None
         if cache is not None:
             for i in range(len(keys) - 1, -1, -1):
-                if cache.has(keys[i]):
+                if not cache.has(keys[i]):
+                    continue
+                try:
                     ir = self._load_saved(cache.path(keys[i]))
                     entry = cache.entry(keys[i])
-                    _restore_provenance(ir, entry.get("provenance", {}))
-                    # The entry carries the log of every pass up to it, so earlier entries need not survive.
-                    records = [RunRecord(**{**r, "cached": True}) for r in entry["pass_log"]]
-                    for r in records:
-                        for inst in self.ctx.instruments:
-                            inst.after_pass(r.index, r.name, PassResult(ir, r.modified, r.report), 0.0, True)
-                    start = i + 1
-                    break
+                except Exception as e:  # a damaged entry is a miss: drop it and look further back
+                    warnings.warn(f"discarding damaged cache entry {cache.path(keys[i])}: {e}", stacklevel=2)
+                    cache.discard(keys[i])
+                    ir = None
+                    continue
+                _restore_provenance(ir, entry.get("provenance", {}))
+                # The entry carries the log of every pass up to it, so earlier entries need not survive.
+                records = [RunRecord(**{**r, "cached": True}) for r in entry["pass_log"]]
+                for r in records:
+                    for inst in self.ctx.instruments:
+                        inst.after_pass(r.index, r.name, PassResult(ir, r.modified, r.report), 0.0, True)
+                start = i + 1
+                break
         if ir is None:
             ir = load_base()
         outcome = RunOutcome(ir, records, start - 1)
@@ -139,14 +153,3 @@ class PassManager:
                 cache.store(keys[i], entry, lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m))
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
-
-    def plan(self, skeleton: PipelineIR) -> list[tuple[str | None, PipelineIR]]:
-        """Apply each pass's structural effect to a weightless IR; returns the IR after every step."""
-        import copy
-
-        steps: list[tuple[str | None, PipelineIR]] = [(None, skeleton)]
-        ir = skeleton
-        for p in self.passes:
-            ir = p.plan(copy.deepcopy(ir), self.ctx).ir
-            steps.append((p.name, ir))
-        return steps

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neocompress.core.errors import UserInputError
+from neocompress.core.hashing import hash_json
 
 BUILTIN_PROMPTS = {"builtin:vbench": "tiny_prompts.txt"}
 
@@ -21,8 +22,12 @@ def read_prompt_source(source: str) -> list[str]:
     else:
         path = Path(source)
         if not path.is_file():
-            raise UserInputError(f"prompt file '{source}' not found (known builtin sets: {', '.join(BUILTIN_PROMPTS)})")
-        text = path.read_text()
+            known = ", ".join(BUILTIN_PROMPTS)
+            raise UserInputError(f"prompt file '{source}' not found (known builtin sets: {known})")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserInputError(f"prompt file '{source}' is not UTF-8 text (byte {e.start})") from None
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not prompts:
         raise UserInputError(f"prompt source '{source}' holds no prompts")
@@ -35,6 +40,12 @@ class PromptSets:
     def __init__(self, sets: dict[str, Any]):
         self._sets = dict(sets)
         self._loaded: dict[str, list[str]] = {}
+
+    def fingerprint(self) -> str | None:
+        """A hash of every set's resolved prompts (part of each pass's cache key); None when there are none."""
+        if not self._sets:
+            return None
+        return hash_json({name: self.get(name) for name in self.names()})
 
     def names(self) -> list[str]:
         return sorted(self._sets)

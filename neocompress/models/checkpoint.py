@@ -62,12 +62,14 @@ def read_state_dict(folder: Path, component: str, prefix: str = "") -> dict[str,
     out: dict[str, torch.Tensor] = {}
     source: dict[str, Path] = {}
     for f in weight_files(folder, component):
-        if f.suffix == ".bin":
-            sd = torch.load(f, map_location="cpu", mmap=True, weights_only=True)
-            items = sd.items()
-        else:
-            handle = safe_open(str(f), framework="pt")
-            items = ((k, handle.get_tensor(k)) for k in handle.keys())  # noqa: SIM118 - not a dict
+        try:
+            if f.suffix == ".bin":
+                items = list(torch.load(f, map_location="cpu", mmap=True, weights_only=True).items())
+            else:
+                handle = safe_open(str(f), framework="pt")
+                items = [(k, handle.get_tensor(k)) for k in handle.keys()]  # noqa: SIM118 - not a dict
+        except Exception as e:  # truncated, corrupt or not a weight file at all: bad input, named
+            raise CheckpointError(f"{component}: cannot read weight file '{f}': {type(e).__name__}: {e}") from None
         for k, t in items:
             if k in source:  # two files (e.g. a stray fp16 copy beside the weights) must not silently override
                 raise CheckpointError(f"{component}: key '{k}' is in two weight files, '{source[k]}' and '{f}'")

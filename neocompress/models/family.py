@@ -42,6 +42,26 @@ class ModelFamily(ABC):
     def source_key(self, source: str, *, dtype: torch.dtype, seed: int) -> str:
         """A full content hash of what `load(source, ...)` returns (cache root key)."""
 
+    @abstractmethod
+    def scheduler_summary(self, ir: PipelineIR) -> dict[str, Any]:
+        """Sigmas, steps and NFE of the pipeline's sampler (for `inspect`)."""
+
+    @abstractmethod
+    def video_setting(self, ir: PipelineIR, generate: Any | None = None) -> dict[str, Any]:
+        """The video and schedule that FLOPs per video are counted for (a recipe's `generate:` overrides)."""
+
+    @abstractmethod
+    def check_generate(self, ir: PipelineIR, generate: Any) -> dict[str, str]:
+        """Problems of a recipe's `generate:` section against this model, by field name."""
+
+    @abstractmethod
+    def component_flops(self, ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
+        """FLOPs of one component for one video of `video_setting`."""
+
+    @abstractmethod
+    def pipeline(self, ir: PipelineIR) -> Any:
+        """A runnable generation pipeline over `ir` (its `generate(prompts, ...)` returns videos)."""
+
     def check_source(self, source: str) -> None:
         if source.startswith("builtin:"):
             known = self.builtin_sources()
@@ -75,11 +95,32 @@ def get_family(name: str) -> ModelFamily:
     return getattr(importlib.import_module(module), cls)()
 
 
-def family_of_directory(directory: Path) -> str | None:
-    """The family a saved neocompress output declares in its manifest, if any."""
+MANIFEST = "neocompress.json"
+DEFAULT_FAMILY = "pyramid-flow"
+
+
+def read_manifest(directory: Path | str) -> dict[str, Any]:
+    """The manifest of a neocompress output ({} for a directory without one, e.g. a public checkpoint)."""
     import json
 
-    manifest = Path(directory) / "neocompress.json"
-    if manifest.is_file():
-        return json.loads(manifest.read_text()).get("family")
-    return None
+    from neocompress.core.errors import CheckpointError
+
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"manifest '{path}' is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"manifest '{path}' must hold a JSON object")
+    return data
+
+
+def family_for_source(source: str, family_name: str | None = None) -> ModelFamily:
+    """The family to read `source` with: the one named, else the one its manifest declares, else the default."""
+    if family_name is None and not source.startswith("builtin:"):
+        family_name = read_manifest(source).get("family")
+    family = get_family(family_name or DEFAULT_FAMILY)
+    family.check_source(source)
+    return family

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from neocompress.core.errors import NeocompressError, Problem, RecipeError
 from neocompress.core.pass_base import Pass
 from neocompress.core.registry import UnknownPassError, get_pass
+from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.recipe.schema import RecipeModel
 from neocompress.recipe.yaml_lines import PathKey, format_path, line_of, load_yaml_with_lines, read_recipe_file
 
@@ -29,7 +30,8 @@ class Recipe:
     model: RecipeModel
     passes: list[Pass]
     file: str
-    raw: dict[str, Any] = field(default_factory=dict)
+    # The weightless IR before and after each pass, kept by validation so `plan` and `apply` need not redo it.
+    planned: list[tuple[str | None, PipelineIR]] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe with every default filled in (what the output records)."""
@@ -101,39 +103,52 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
                 problems += _pydantic_problems(e, where, lines, file)
     if problems or model is None:
         raise RecipeError(problems)
-    return Recipe(model=model, passes=passes, file=file, raw=data)
+    return Recipe(model=model, passes=passes, file=file)
 
 
 def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None) -> list[Problem]:
-    """Layer (3): semantic checks of every pass on the weightless skeleton, in recipe order."""
+    """Layer (3): the model source, the data, the `generate:` section, and every pass on the weightless skeleton
+    in recipe order. On success `recipe.planned` holds the skeleton before and after each pass."""
     import copy
 
     from neocompress.core.context import PassContext
+    from neocompress.data.prompts import read_prompt_source
     from neocompress.models.family import get_family
 
     lines = lines or {}
-    problems: list[Problem] = []
+    m = recipe.model
+
+    def problem(message: str, loc: PathKey) -> Problem:
+        return Problem(message, file=recipe.file, path=format_path(loc), line=line_of(lines, loc))
+
     try:
-        family = get_family(recipe.model.model.family)
-        family.check_source(recipe.model.model.source)
-        ir = family.skeleton(recipe.model.model.source)
+        family = get_family(m.model.family)
+        family.check_source(m.model.source)
+        ir = family.skeleton(m.model.source)
     except NeocompressError as e:
-        return [Problem(str(e), file=recipe.file, path="model.source", line=line_of(lines, ("model", "source")))]
-    ctx = PassContext(
-        work_dir=Path("/nonexistent"),
-        seed=recipe.model.model.seed,
-        target=recipe.model.target.model_dump() if recipe.model.target else None,
-    )
+        return [problem(str(e), ("model", "source"))]
+    problems: list[Problem] = []
+    for name, prompt_set in m.data.prompts.items():
+        try:
+            read_prompt_source(prompt_set.source)
+        except NeocompressError as e:
+            problems.append(problem(str(e), ("data", "prompts", name, "source")))
+    if m.generate is not None:
+        for key, message in family.check_generate(ir, m.generate).items():
+            problems.append(problem(message, ("generate", key)))
+    ctx = PassContext.for_planning(seed=m.model.seed, target=m.target.model_dump() if m.target else None)
+    planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
     for i, p in enumerate(recipe.passes):
         found = p.check(ir)
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
-            problems.append(
-                Problem(f"{p.name}: {prob.message}", file=recipe.file, path=format_path(loc), line=line_of(lines, loc))
-            )
+            problems.append(problem(f"{p.name}: {prob.message}", loc))
         if found:
             break  # later passes would be checked against a structure this one cannot produce
         ir = p.plan(copy.deepcopy(ir), ctx).ir
+        planned.append((p.name, ir))
+    if not problems:
+        recipe.planned = planned
     return problems
 
 
@@ -148,6 +163,3 @@ def load_recipe(path: str | Path, *, check_model: bool = True) -> Recipe:
         if problems:
             raise RecipeError(problems)
     return recipe
-
-
-validate_recipe = load_recipe

@@ -38,22 +38,29 @@ class TargetSection(Strict):
 
 
 class GenerateSection(Strict):
-    """How `neocompress generate` samples from the output by default."""
+    """How `neocompress generate` samples from the output by default; unset keys keep the model's defaults."""
 
-    prompts: list[str] = Field(default_factory=lambda: ["a red circle moving left on a grey background"])
-    frames: int = Field(9, gt=0, description="video frames; must be 1 + 8k")
-    height: int = Field(64, gt=0)
-    width: int = Field(64, gt=0)
-    first_unit_steps: tuple[int, int, int] | None = None
-    later_unit_steps: tuple[int, int, int] | None = None
-    guidance_first: float | None = None
-    guidance_later: float | None = None
+    prompts: list[str] | None = Field(None, min_length=1, description="prompts to sample")
+    frames: int | None = Field(None, gt=0, description="video frames; must be 1 + 8k")
+    height: int | None = Field(None, gt=0, description="height in pixels")
+    width: int | None = Field(None, gt=0, description="width in pixels")
+    first_unit_steps: tuple[int, int, int] | None = Field(None, description="steps per stage, first latent frame")
+    later_unit_steps: tuple[int, int, int] | None = Field(None, description="steps per stage, later latent frames")
+    guidance_first: float | None = Field(None, description="CFG scale for the first latent frame (<= 1: off)")
+    guidance_later: float | None = Field(None, description="CFG scale for later latent frames (<= 1: off)")
 
     @field_validator("frames")
     @classmethod
-    def _frames_fit_vae(cls, v: int) -> int:
-        if (v - 1) % 8 != 0:
+    def _frames_fit_vae(cls, v: int | None) -> int | None:
+        if v is not None and (v - 1) % 8 != 0:
             raise ValueError(f"frames must be 1 + 8k for the 8x temporal VAE (e.g. 9, 17, 49), got {v}")
+        return v
+
+    @field_validator("first_unit_steps", "later_unit_steps")
+    @classmethod
+    def _positive_steps(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"steps per stage must be >= 1, got {list(v)}")
         return v
 
 

@@ -81,8 +81,10 @@ def format_path(path: PathKey) -> str:
 
 def read_recipe_file(path: Path) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([Problem("recipe file not found", file=str(path))]) from None
+    except UnicodeDecodeError as e:
+        raise RecipeError([Problem(f"recipe is not UTF-8 text (byte {e.start})", file=str(path))]) from None
     except OSError as e:
         raise RecipeError([Problem(f"cannot read recipe: {e.strerror}", file=str(path))]) from None

@@ -146,9 +146,12 @@ def test_plan_removes_exactly_the_blocks_params_and_flops(
 # ----------------------------------------------------------------------------------------- bad recipes
 
 
-def _recipe(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+def _recipe(tmp_path: Path, text: str | bytes, name: str = "recipe.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     return path
 
 
@@ -182,6 +185,15 @@ BAD_RECIPES = {
             ":9 (passes[1].colour): unknown key 'colour'",
         ],
     ),
+    "generate size the model cannot make, and a missing prompt file": (
+        "model:\n  source: builtin:tiny\ndata:\n  prompts:\n    calib: {source: /nonexistent/prompts.txt}\n"
+        "generate:\n  height: 100\noutput: out/x\n",
+        [
+            ":5 (data.prompts.calib.source): prompt file '/nonexistent/prompts.txt' not found",
+            ":7 (generate.height): height must be a positive multiple of 64, got 100",
+        ],
+    ),
+    "recipe that is not UTF-8": (b"model: \xff\xfe\n", ["recipe is not UTF-8 text"]),
 }
 
 
@@ -500,3 +512,43 @@ output: {tmp_path / "out"}
     )
     info = json.loads((tmp_path / "v2" / "generate.json").read_text())
     assert rc == 0 and info["frames"] == 9 and info["nfe_per_video"] == 3 + 3
+
+
+def test_plan_counts_the_recipes_generate_section_and_keeps_the_models_defaults_otherwise(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    base = (REPO / "recipes" / "pyramid-flow-prune6.yaml").read_text()
+    only_prompts = _recipe(tmp_path, base + "generate:\n  prompts: [a cat]\n", "p.yaml")
+    distilled = _recipe(
+        tmp_path,
+        base + "generate:\n  first_unit_steps: [1, 1, 1]\n  later_unit_steps: [1, 1, 1]\n"
+        "  guidance_first: 1.0\n  guidance_later: 1.0\n",
+        "d.yaml",
+    )
+    plans = {}
+    for name, path in (
+        ("default", REPO / "recipes" / "pyramid-flow-prune6.yaml"),
+        ("p", only_prompts),
+        ("d", distilled),
+    ):
+        rc, out, err = run(capsys, "plan", str(path), "--json")
+        assert rc == 0, err
+        plans[name] = json.loads(out)
+    assert plans["p"]["video"] == plans["default"]["video"]  # a prompts-only section keeps 49 x 320 x 512
+    assert (plans["d"]["video"]["frames"], plans["d"]["video"]["nfe"]) == (49, 21)
+    den = [p["steps"][1]["components"]["denoiser"]["flops"] for p in (plans["default"], plans["d"])]
+    assert den[1] < den[0] / 10  # 21 NFE instead of 480
+
+
+def test_corrupt_weight_file_and_manifest_exit_2_naming_the_file(
+    capsys: pytest.CaptureFixture, tmp_path: Path, applied_tiny: dict
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(applied_tiny["output"], broken)
+    weights = broken / "diffusion_transformer_384p" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    rc, _, err = run(capsys, "generate", str(broken), "-o", str(tmp_path / "v"))
+    assert rc == 2 and "denoiser: cannot read weight file" in flat(err) and str(weights) in flat(err)
+    (broken / "neocompress.json").write_text("{bad")
+    rc, _, err = run(capsys, "inspect", str(broken))
+    assert rc == 2 and "neocompress.json' is not valid JSON" in flat(err)

@@ -27,22 +27,27 @@ from neocompress.models.checkpoint import (
     save_modules,
     weight_files,
 )
-from neocompress.models.family import ModelFamily
+from neocompress.models.family import MANIFEST, ModelFamily, read_manifest
 from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
 from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
 from neocompress.models.pyramid_flow.ir_builder import FAMILY, build_ir
 from neocompress.models.pyramid_flow.scheduler import SchedulerConfig, StepSchedule
-from neocompress.models.pyramid_flow.spec import BUILTIN_SPECS, WEIGHTLESS, PyramidFlowSpec, VideoSetting
+from neocompress.models.pyramid_flow.spec import (
+    BUILTIN_SPECS,
+    WEIGHTLESS,
+    PyramidFlowSpec,
+    VideoSetting,
+    override_schedule,
+)
 from neocompress.models.pyramid_flow.text_config import TextBundleConfig
 from neocompress.models.pyramid_flow.text_encoders import build_clip_g, build_clip_l, build_t5
-from neocompress.models.pyramid_flow.tokenizers import TextTokenizers, load_tokenizers
+from neocompress.models.pyramid_flow.tokenizers import TextTokenizers, load_tokenizers, tiny_tokenizer_root
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig, CausalVAEDecoder, CausalVAEEncoder, LatentNorm
 
 TEXT_FOLDERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
 DENOISER_FOLDERS = ("diffusion_transformer_384p", "diffusion_transformer_768p", "diffusion_transformer")
 VAE_FOLDER = "causal_video_vae"
 SCHEDULER_FOLDER = "scheduler"
-MANIFEST = "neocompress.json"
 DENOISER_WEIGHTS = "diffusion_pytorch_model.safetensors"
 TEXT_WEIGHTS = "model.safetensors"
 
@@ -101,7 +106,7 @@ class PyramidFlowFamily(ModelFamily):
     def _spec_from_directory(self, root: Path) -> PyramidFlowSpec:
         if not root.is_dir():
             raise SourceError(f"source '{root}' is not a directory")
-        manifest = self.read_manifest(root)
+        manifest = read_manifest(root)
         extras = manifest.get("pyramid_flow", {})
         lengths = extras.get("text_lengths", {})
         text_configs = {name: read_config(root / folder, name) for name, folder in TEXT_FOLDERS.items()}
@@ -135,16 +140,6 @@ class PyramidFlowFamily(ModelFamily):
             video=video,
             denoiser_folder=folder,
         )
-
-    @staticmethod
-    def read_manifest(root: Path) -> dict[str, Any]:
-        path = Path(root) / MANIFEST
-        if not path.is_file():
-            return {}
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"manifest '{path}' is not valid JSON: {e}") from None
 
     # ------------------------------------------------------------------ building
     def skeleton(self, source: str) -> PipelineIR:
@@ -251,11 +246,14 @@ class PyramidFlowFamily(ModelFamily):
                 return hash_json({"source": source})
             ir = self.load(source, dtype=dtype, seed=seed)
             self._hashed = ((source, dtype, "cpu", seed), ir)  # the next identical load() reuses it
+            # Everything a builtin is made of: weights, tokenizers, schedule, latent norm, default video.
             return hash_json(
                 {
                     "family": FAMILY,
                     "dtype": str(dtype),
                     "weights": {c.name: hash_module(c.module) for c in ir if c.module is not None},
+                    "tokenizers": hash_tree(tiny_tokenizer_root()),
+                    "spec": ir.meta["spec"].extras_dict(),
                 }
             )
         root = Path(source)
@@ -280,12 +278,25 @@ class PyramidFlowFamily(ModelFamily):
         }
 
     def video_setting(self, ir: PipelineIR, generate: Any | None = None) -> dict[str, Any]:
+        """The video and schedule FLOPs are counted for: the model's defaults, overridden by a `generate:` section."""
         s: PyramidFlowSpec = ir.meta["spec"]
+        schedule: StepSchedule = ir["scheduler"].extras["schedule"]
         v = s.video
         if generate is not None:
-            v = VideoSetting(generate.frames, generate.height, generate.width)
-        schedule = ir["scheduler"].extras["schedule"]
+            v = VideoSetting(generate.frames or v.frames, generate.height or v.height, generate.width or v.width)
+            schedule = override_schedule(
+                schedule,
+                first=generate.first_unit_steps,
+                later=generate.later_unit_steps,
+                guidance_first=generate.guidance_first,
+                guidance_later=generate.guidance_later,
+            )
         return {**v.to_dict(), "units": v.units, "schedule": schedule.to_dict(), "nfe": schedule.nfe(v.units)}
+
+    def check_generate(self, ir: PipelineIR, generate: Any) -> dict[str, str]:
+        """Problems of a recipe's `generate:` section against this model, by field name."""
+        v = self.video_setting(ir, generate)
+        return ir.meta["spec"].video_problems(v["frames"], v["height"], v["width"])
 
     def component_flops(self, ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
         from neocompress.models.pyramid_flow.flops import component_flops

@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from neocompress.analysis.flops import DenoiserShape, video_flops
 from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.models.pyramid_flow.scheduler import StepSchedule
 
 
 def _meta_copy(module: torch.nn.Module) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def _count(fn) -> int:
 def component_flops(ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
     spec = ir.meta["spec"]
     comp = ir[name]
-    schedule = ir["scheduler"].extras["schedule"]
+    schedule = StepSchedule.from_dict(video["schedule"])  # the video setting's schedule, overrides included
     units = video["units"]
     prompts = 2 if any(schedule.uses_cfg(schedule.guidance_for(u)) for u in range(units)) else 1
     lat_h, lat_w = video["height"] // 8, video["width"] // 8

@@ -15,7 +15,7 @@ from neocompress.core.errors import UserInputError
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.models.pyramid_flow.sampling import pyramidal_sample
 from neocompress.models.pyramid_flow.scheduler import StepSchedule
-from neocompress.models.pyramid_flow.spec import PyramidFlowSpec
+from neocompress.models.pyramid_flow.spec import PyramidFlowSpec, override_schedule
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
 from neocompress.models.pyramid_flow.vae import denormalize_latents
@@ -50,12 +50,8 @@ class TextToVideoPipeline:
         guidance_first: float | None = None,
         guidance_later: float | None = None,
     ) -> StepSchedule:
-        s = self.schedule
-        return StepSchedule(
-            first or s.first_unit,
-            later or s.later_units,
-            s.guidance_first if guidance_first is None else guidance_first,
-            s.guidance_later if guidance_later is None else guidance_later,
+        return override_schedule(
+            self.schedule, first=first, later=later, guidance_first=guidance_first, guidance_later=guidance_later
         )
 
     def resolve_video(self, frames: int | None, height: int | None, width: int | None) -> dict[str, int]:
@@ -64,23 +60,18 @@ class TextToVideoPipeline:
         frames = v.frames if frames is None else frames
         height = v.height if height is None else height
         width = v.width if width is None else width
-        problems = []
-        if frames < 1 or (frames - 1) % 8:
-            problems.append(f"frames must be 1 + 8k (e.g. 9, 17, 49), got {frames}")
-        # Stage 0 works at 1/4 of the latent size, and patches are 2x2 there: pixels must divide by 8*4*2.
-        div = 8 * 2 ** (self.scheduler.stages - 1) * self.spec.denoiser.patch_size
-        for name, val in (("height", height), ("width", width)):
-            if val < div or val % div:
-                problems.append(f"{name} must be a positive multiple of {div}, got {val}")
+        problems = self.spec.video_problems(frames, height, width)
         if problems:
-            raise UserInputError("; ".join(problems))
+            raise UserInputError("; ".join(problems.values()))
         return {"frames": frames, "height": height, "width": width, "units": 1 + (frames - 1) // 8}
 
-    def _velocity_fn(self, cond: TextEmbeddings, uncond: TextEmbeddings) -> Callable:
-        both = TextEmbeddings.cat([uncond, cond])
+    def _velocity_fn(self, cond: TextEmbeddings, uncond: TextEmbeddings | None) -> Callable:
+        """The denoiser as the sampler calls it; CFG batches [uncond, cond] into one call."""
+        both = TextEmbeddings.cat([uncond, cond]) if uncond is not None else None
 
         def velocity(sample: list[torch.Tensor], timestep: torch.Tensor, guidance: float) -> torch.Tensor:
             if StepSchedule.uses_cfg(guidance):
+                assert both is not None, "CFG step without unconditional embeddings"
                 v_u, v_c = self.denoiser(
                     [torch.cat([x, x]) for x in sample],
                     both.tokens,
@@ -111,11 +102,13 @@ class TextToVideoPipeline:
             raise UserInputError("generate needs at least one prompt, got an empty list")
         v = self.resolve_video(frames, height, width)
         schedule = schedule or self.schedule
-        cond = self.text.encode(prompts)
-        uncond = self.text.encode([negative_prompt] * len(prompts))
         dtype = next(self.denoiser.parameters()).dtype
+        cond = self.text.encode(prompts).to(dtype=dtype)
+        cfg = any(schedule.uses_cfg(schedule.guidance_for(u)) for u in range(v["units"]))
+        # Without CFG the negative prompt is never used: do not spend a text-encoder pass on it.
+        uncond = self.text.encode([negative_prompt] * len(prompts)).to(dtype=dtype) if cfg else None
         latents = pyramidal_sample(
-            self._velocity_fn(cond.to(dtype=dtype), uncond.to(dtype=dtype)),
+            self._velocity_fn(cond, uncond),
             batch=len(prompts),
             channels=self.spec.vae.latent_channels,
             height=v["height"] // 8,

@@ -212,10 +212,6 @@ class PyramidFlowScheduler:
         ds = _per_sample(sigma_next, xf) - _per_sample(sigma, xf)
         return (xf + ds * v.float()).to(x.dtype)
 
-    @staticmethod
-    def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
-        return downsample(x, factor)
-
     def block_noise(
         self,
         shape: Sequence[int],

@@ -15,6 +15,8 @@ from neocompress.models.pyramid_flow.scheduler import SchedulerConfig, StepSched
 from neocompress.models.pyramid_flow.text_config import TextBundleConfig
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig, LatentNorm
 
+PIXELS_PER_LATENT = 8  # the causal VAE compresses 8x in space
+
 
 @dataclass(frozen=True)
 class VideoSetting:
@@ -42,6 +44,18 @@ class PyramidFlowSpec:
     latent_norm: LatentNorm = field(default_factory=LatentNorm.pyramid_flow_sd3)
     video: VideoSetting = VideoSetting(49, 320, 512)
     denoiser_folder: str = "diffusion_transformer_384p"
+
+    def video_problems(self, frames: int, height: int, width: int) -> dict[str, str]:
+        """What is wrong with a requested video size, by field name (empty when it can be generated)."""
+        problems: dict[str, str] = {}
+        if frames < 1 or (frames - 1) % 8:
+            problems["frames"] = f"frames must be 1 + 8k (e.g. 9, 17, 49), got {frames}"
+        # Stage 0 works at 1/2^(stages-1) of the latent size with patches on top: pixels must divide by all of it.
+        div = PIXELS_PER_LATENT * 2 ** (self.scheduler.stages - 1) * self.denoiser.patch_size
+        for name, val in (("height", height), ("width", width)):
+            if val < div or val % div:
+                problems[name] = f"{name} must be a positive multiple of {div}, got {val}"
+        return problems
 
     @property
     def clip_l_pooled(self) -> int:
@@ -78,3 +92,20 @@ BUILTIN_SPECS = {
     "builtin:pyramid-flow-sd3": pyramid_flow_sd3_spec,
 }
 WEIGHTLESS = {"builtin:pyramid-flow-sd3"}  # structure only: for inspect/plan, or give a checkpoint directory
+
+
+def override_schedule(
+    schedule: StepSchedule,
+    *,
+    first: tuple[int, ...] | None = None,
+    later: tuple[int, ...] | None = None,
+    guidance_first: float | None = None,
+    guidance_later: float | None = None,
+) -> StepSchedule:
+    """`schedule` with whichever of its four settings are given replaced."""
+    return StepSchedule(
+        tuple(first) if first else schedule.first_unit,
+        tuple(later) if later else schedule.later_units,
+        schedule.guidance_first if guidance_first is None else guidance_first,
+        schedule.guidance_later if guidance_later is None else guidance_later,
+    )

@@ -1,0 +1,77 @@
+"""What the cache key covers, and how the cache copes with damage and with being switched off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neocompress.core.apply_run import apply_recipe
+from neocompress.core.context import PassContext
+from neocompress.core.manager import PassManager
+from neocompress.data.prompts import PromptSets
+from neocompress.models.pyramid_flow.family import PyramidFlowFamily
+from neocompress.recipe.load import parse_recipe
+from neocompress.recipe.schema import PromptSet
+
+RECIPE = """\
+model:
+  source: builtin:tiny
+passes:
+  - name: remove_blocks
+    indices: [1]
+output: {out}
+"""
+
+
+def _keys(seed: int = 0, data: dict | None = None, target: dict | None = None) -> list[str]:
+    recipe = parse_recipe(RECIPE.format(out="x"))
+    ctx = PassContext(work_dir=Path("/nonexistent"), seed=seed, target=target, data=PromptSets(data or {}))
+    return PassManager(recipe.passes, ctx).keys("base")
+
+
+def test_step_keys_cover_seed_data_and_target(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\n")
+    base = _keys()
+    assert _keys() == base
+    assert _keys(seed=1) != base
+    with_data = _keys(data={"calib": PromptSet(source=str(prompts))})
+    assert with_data != base
+    prompts.write_text("a blue square\n")  # same file name, new content: a new key
+    assert _keys(data={"calib": PromptSet(source=str(prompts))}) != with_data
+    assert _keys(target={"name": "hexagon"}) != base
+
+
+def test_builtin_source_key_covers_more_than_weights() -> None:
+    fam = PyramidFlowFamily()
+    import torch
+
+    assert fam.source_key("builtin:tiny", dtype=torch.float32, seed=0) == fam.source_key(
+        "builtin:tiny", dtype=torch.float32, seed=0
+    )
+    assert fam.source_key("builtin:tiny", dtype=torch.float32, seed=1) != fam.source_key(
+        "builtin:tiny", dtype=torch.float32, seed=0
+    )
+
+
+def test_a_damaged_cache_entry_is_recomputed_not_fatal(tmp_path: Path) -> None:
+    recipe = parse_recipe(RECIPE.format(out=tmp_path / "out"))
+    first = apply_recipe(recipe, cache_dir=tmp_path / "cache")
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    weights = entry / "diffusion_transformer_384p" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"")  # truncated by a crash or a full disk
+    with pytest.warns(UserWarning, match="discarding damaged cache entry"):
+        again = apply_recipe(recipe, cache_dir=tmp_path / "cache", force=True)
+    assert [r.cached for r in again.run.records] == [False]
+    assert again.run.records[0].key == first.run.records[0].key
+    assert weights.stat().st_size > 0  # the entry was written anew
+
+
+def test_no_cache_never_hashes_the_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args, **kwargs):
+        raise AssertionError("source_key called without a cache")
+
+    monkeypatch.setattr(PyramidFlowFamily, "source_key", boom)
+    outcome = apply_recipe(parse_recipe(RECIPE.format(out=tmp_path / "out")), cache_dir=None)
+    assert [r.key for r in outcome.run.records] == [None] and (tmp_path / "out" / "neocompress.json").is_file()
