@@ -24,9 +24,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from neocompress.cli import apply, generate, inspect, passes, plan, validate
+    from neocompress.cli import apply, generate, inspect, passes, plan, train_miniature, validate
 
-    for module in (apply, plan, validate, inspect, generate):
+    for module in (apply, plan, validate, inspect, generate, train_miniature):
         cli.add_command(module.command)
     cli.add_command(passes.group)
 

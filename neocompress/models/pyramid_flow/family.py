@@ -34,6 +34,7 @@ from neocompress.models.pyramid_flow.ir_builder import FAMILY, build_ir
 from neocompress.models.pyramid_flow.scheduler import SchedulerConfig, StepSchedule
 from neocompress.models.pyramid_flow.spec import (
     BUILTIN_SPECS,
+    SHIPPED_DIRS,
     WEIGHTLESS,
     PyramidFlowSpec,
     VideoSetting,
@@ -79,6 +80,12 @@ def _config_errors(component: str, where: str) -> Iterator[None]:
         raise CheckpointError(f"{component}: invalid config {where}: {e}") from None
 
 
+def shipped_dir(source: str) -> Path | None:
+    """The package folder holding a builtin's trained pipeline, if it ships one."""
+    folder = SHIPPED_DIRS.get(source)
+    return folder if folder is not None and (folder / MANIFEST).is_file() else None
+
+
 def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -100,7 +107,8 @@ class PyramidFlowFamily(ModelFamily):
         source = str(source)
         if source.startswith("builtin:"):
             self.check_source(source)
-            return BUILTIN_SPECS[source]()
+            shipped = shipped_dir(source)
+            return self._spec_from_directory(shipped) if shipped else BUILTIN_SPECS[source]()
         return self._spec_from_directory(Path(source))
 
     def _spec_from_directory(self, root: Path) -> PyramidFlowSpec:
@@ -161,12 +169,13 @@ class PyramidFlowFamily(ModelFamily):
                 f"'{source}' has no weights here (structure only, for `inspect` and `plan`); "
                 "give the checkpoint directory of the real model as the source to run passes on it"
             )
-        if source.startswith("builtin:"):
+        folder = shipped_dir(source) if source.startswith("builtin:") else Path(source)
+        if folder is None:  # a builtin without shipped weights: its seeded init
             modules = {k: _seeded(b, seed + i) for i, (k, b) in enumerate(_builders(s).items())}
             tokenizers = load_tokenizers()
         else:
-            tokenizers = self._load_tokenizers(Path(source))  # first: a missing folder must not wait for the weights
-            modules = self._load_directory(Path(source), s, dtype)
+            tokenizers = self._load_tokenizers(folder)  # first: a missing folder must not wait for the weights
+            modules = self._load_directory(folder, s, dtype)
         modules = {k: m.to(device=device, dtype=dtype) for k, m in modules.items()}
         return build_ir(s, modules, tokenizers)
 

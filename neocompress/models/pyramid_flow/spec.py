@@ -8,6 +8,7 @@ in one place instead of being re-derived per command.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
@@ -85,6 +86,10 @@ def tiny_spec() -> PyramidFlowSpec:
         TextBundleConfig.tiny(), DenoiserConfig.tiny(), CausalVAEConfig.tiny(), video=VideoSetting(9, 64, 64)
     )
 
+
+# Builtins whose trained weights ship inside the package (written by `neocompress train-miniature --ship`); until
+# the folder holds a pipeline, the name falls back to the seeded init of its spec above.
+SHIPPED_DIRS = {"builtin:tiny": Path(__file__).resolve().parents[2] / "assets" / "miniature"}
 
 BUILTIN_SPECS = {
     "builtin:tiny": tiny_spec,

@@ -1,0 +1,65 @@
+"""`neocompress train-miniature`: reproduce the trained `builtin:tiny` (VAE, then the pyramidal MMDiT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
+
+
+@click.command("train-miniature")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Where the pipeline, training record and checkpoints go (re-running resumes).",
+)
+@click.option("--vae-steps", type=int, default=MiniatureRecipe.vae_steps, show_default=True)
+@click.option("--vae-batch", type=int, default=MiniatureRecipe.vae_batch, show_default=True)
+@click.option(
+    "--latents",
+    type=int,
+    default=MiniatureRecipe.latents,
+    show_default=True,
+    help="World clips encoded once for MMDiT training.",
+)
+@click.option("--dit-steps", type=int, default=MiniatureRecipe.dit_steps, show_default=True)
+@click.option("--dit-batch", type=int, default=MiniatureRecipe.dit_batch, show_default=True)
+@click.option("--seed", type=int, default=MiniatureRecipe.seed, show_default=True)
+@click.option("--ship", "do_ship", is_flag=True, help="Copy the result into the package as builtin:tiny.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def command(
+    output: str,
+    vae_steps: int,
+    vae_batch: int,
+    latents: int,
+    dit_steps: int,
+    dit_batch: int,
+    seed: int,
+    do_ship: bool,
+    progress: bool,
+) -> None:
+    """Train the miniature Pyramid-Flow on the procedural world."""
+    for name, value in (
+        ("--vae-steps", vae_steps),
+        ("--vae-batch", vae_batch),
+        ("--latents", latents),
+        ("--dit-steps", dit_steps),
+        ("--dit-batch", dit_batch),
+    ):
+        if value < 1:
+            raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    console = Console(stderr=True)
+    recipe = MiniatureRecipe(vae_steps, vae_batch, latents, dit_steps, dit_batch, seed)
+    summary = build_miniature(Path(output), recipe, progress=progress, log=console.print)
+    t = summary["timings_s"]
+    console.print(
+        f"[green]trained[/] in {sum(t.values()) / 60:.1f} min (VAE {t['vae_s']:.0f} s, latents "
+        f"{t['latents_s']:.0f} s, MMDiT {t['dit_s']:.0f} s); pipeline in {output}/pipeline"
+    )
+    if do_ship:
+        console.print(f"[green]shipped[/] to {ship(Path(output))}")

@@ -1,0 +1,1 @@
+"""The trained miniature Pyramid-Flow: the tiny architecture trained on the procedural world (issue 3)."""

@@ -1,0 +1,141 @@
+"""`neocompress train-miniature`: train the miniature Pyramid-Flow end to end and write a shippable pipeline.
+
+Stages: (1) the causal VAE on world videos; (2) world videos encoded once into latents, with the latent
+normalisation fitted on them; (3) the pyramidal MMDiT on those latents through the frozen tiny text encoders.
+Each stage trains on the shared engine in its own work directory, so an interrupted run resumes where it
+stopped. The result is saved in the public checkpoint layout with fp16 weights (it ships inside the package as
+`builtin:tiny`), with the seed, wall times, loss curves and frame grids of held-out captions beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from neocompress.analysis.video_io import frame_grid, to_uint8_frames
+from neocompress.miniature.configs import WORLD, denoiser_config, vae_config
+from neocompress.miniature.dit_training import train_denoiser
+from neocompress.miniature.latents_data import build_latent_set
+from neocompress.miniature.vae_training import train_vae
+from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
+from neocompress.models.pyramid_flow.family import PyramidFlowFamily
+from neocompress.models.pyramid_flow.ir_builder import build_ir
+from neocompress.models.pyramid_flow.spec import SHIPPED_DIRS, PyramidFlowSpec, VideoSetting
+from neocompress.models.pyramid_flow.text_config import TextBundleConfig
+from neocompress.models.pyramid_flow.text_encoders import TextBundle
+from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
+from neocompress.train import plot_losses
+from neocompress.world import World
+
+
+@dataclass(frozen=True)
+class MiniatureRecipe:
+    vae_steps: int = 1500
+    vae_batch: int = 4
+    latents: int = 4096
+    dit_steps: int = 4000
+    dit_batch: int = 16
+    seed: int = 0
+
+
+def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = True, log=print) -> dict:
+    output = Path(output)
+    work = output / "work"
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    log(f"1/3 VAE: {recipe.vae_steps} steps of {recipe.vae_batch} clips")
+    vae = train_vae(
+        work / "vae", steps=recipe.vae_steps, batch_size=recipe.vae_batch, seed=recipe.seed, progress=progress
+    )
+    timings["vae_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    log(f"2/3 latents: encoding {recipe.latents} world clips")
+    data = build_latent_set(vae.encoder, WORLD, recipe.latents)
+    timings["latents_s"] = time.perf_counter() - t1
+
+    base = PyramidFlowFamily().load("builtin:tiny-random", seed=recipe.seed)  # the frozen tiny text encoders
+    tokenizers = TextTokenizers(*[base[n].extras["tokenizer"] for n in ("clip_l", "clip_g", "t5")])
+    text = TextBundle(
+        TextBundleConfig.tiny(), base["clip_l"].module, base["clip_g"].module, base["t5"].module, tokenizers
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        denoiser = PyramidFlowMMDiT(denoiser_config())
+    t2 = time.perf_counter()
+    log(f"3/3 MMDiT: {recipe.dit_steps} steps of {recipe.dit_batch} latent clips")
+    dit = train_denoiser(
+        denoiser,
+        text,
+        data,
+        work / "dit",
+        steps=recipe.dit_steps,
+        batch_size=recipe.dit_batch,
+        seed=recipe.seed,
+        progress=progress,
+    )
+    timings["dit_s"] = time.perf_counter() - t2
+
+    spec = PyramidFlowSpec(
+        TextBundleConfig.tiny(),
+        denoiser_config(),
+        vae_config(),
+        latent_norm=data.norm,
+        video=VideoSetting(WORLD.frames, WORLD.size, WORLD.size),
+    )
+    modules = {
+        "clip_l": base["clip_l"].module,
+        "clip_g": base["clip_g"].module,
+        "t5": base["t5"].module,
+        "denoiser": dit.denoiser,
+        "vae_encoder": vae.encoder,
+        "vae_decoder": vae.decoder,
+    }
+    ir = build_ir(spec, modules, tokenizers)
+    samples = write_samples(ir, output / "samples", seed=recipe.seed)
+    summary = {
+        "recipe": recipe.__dict__,
+        "world": WORLD.to_dict(),
+        "timings_s": timings,
+        "vae": vae.result.summary(),
+        "dit": dit.result.summary(),
+        "latent_norm": data.norm.__dict__,
+        "samples": samples,
+    }
+    plot_losses(vae.result.history, output / "vae_loss.png", title="miniature VAE")
+    plot_losses(dit.result.history, output / "dit_loss.png", title="miniature MMDiT (flow matching)")
+    half = build_ir(spec, {k: m.half() for k, m in modules.items()}, tokenizers)
+    shutil.rmtree(output / "pipeline", ignore_errors=True)
+    PyramidFlowFamily().save(half, output / "pipeline", {"training": summary, "pass_log": []})
+    (output / "training.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+@torch.no_grad()
+def write_samples(ir, folder: Path, *, seed: int, count: int = 4) -> list[dict]:
+    """Frame grids of held-out captions with the default 20-20-20 / 10-10-10 CFG schedule."""
+    pipe = PyramidFlowFamily().pipeline(ir)
+    captions = World(WORLD).captions("heldout")[:: max(1, len(World(WORLD).captions("heldout")) // count)][:count]
+    out = []
+    for i, caption in enumerate(captions):
+        video = pipe.generate([caption], seed=seed + i)[0]
+        path = frame_grid(to_uint8_frames(video), folder / f"frames_{i:02d}.png", caption=caption)
+        out.append({"caption": caption, "grid": str(path.relative_to(folder.parent)), "seed": seed + i})
+    return out
+
+
+def ship(output: Path) -> Path:
+    """Copy a trained pipeline (and its training record) into the package as `builtin:tiny`."""
+    target = SHIPPED_DIRS["builtin:tiny"]
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(Path(output) / "pipeline", target)
+    for name in ("training.json", "vae_loss.png", "dit_loss.png"):
+        shutil.copy(Path(output) / name, target / name)
+    shutil.copytree(Path(output) / "samples", target / "samples")
+    return target

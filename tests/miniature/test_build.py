@@ -1,0 +1,44 @@
+"""train-miniature end to end at toy step counts: it trains, saves fp16, reloads, and ships as builtin:tiny."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from neocompress.cli.main import main
+from neocompress.miniature import build
+from neocompress.models.pyramid_flow import family as family_module
+from neocompress.models.pyramid_flow.family import PyramidFlowFamily
+
+
+def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "mini"
+    shipped = tmp_path / "assets" / "miniature"
+    monkeypatch.setattr(build, "SHIPPED_DIRS", {"builtin:tiny": shipped})
+    monkeypatch.setattr(family_module, "SHIPPED_DIRS", {"builtin:tiny": shipped})
+    args = ["train-miniature", "-o", str(out), "--vae-steps", "2", "--vae-batch", "2", "--latents", "8",
+            "--dit-steps", "3", "--dit-batch", "4", "--no-progress", "--ship"]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["vae"]["steps"] == 2 and summary["dit"]["steps"] == 3
+    assert set(summary["timings_s"]) == {"vae_s", "latents_s", "dit_s"}
+    assert len(summary["samples"]) == 4 and all((out / s["grid"]).is_file() for s in summary["samples"])
+    assert (out / "vae_loss.png").is_file() and (out / "dit_loss.png").is_file()
+    # Weights are stored in fp16 and load back as fp32 with the fitted latent normalisation.
+    from safetensors import safe_open
+
+    with safe_open(str(out / "pipeline" / "diffusion_transformer_384p" / "diffusion_pytorch_model.safetensors"),
+                   "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+    fam = PyramidFlowFamily()
+    ir = fam.load("builtin:tiny")  # now the shipped pipeline
+    assert ir["denoiser"].module.config.inner_dim == 128
+    assert next(ir["denoiser"].module.parameters()).dtype == torch.float32
+    norm = ir["vae_decoder"].extras["latent_norm"]
+    assert abs(norm.image_scale - summary["latent_norm"]["image_scale"]) < 1e-9
+    # A second run resumes every stage from its checkpoints instead of training again.
+    assert main(args[:-1]) == 0
+    again = json.loads((out / "training.json").read_text())
+    assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2
