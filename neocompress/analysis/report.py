@@ -22,6 +22,7 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
         "passes": manifest["pass_log"],
         "resumed_from_pass": manifest.get("resumed_from_pass", -1),
         "instruments": manifest.get("instruments", {}),
+        "quality": manifest.get("quality"),
         "components": after["components"],
     }
     (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -45,6 +46,7 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
         lines.append(
             f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |"
         )
+    lines += quality_lines(manifest.get("quality"), manifest.get("instruments", {}).get("minibench_per_pass"))
     lines += ["", "![parameters per component](params.png)", ""]
     (directory / "report.md").write_text("\n".join(lines))
     plot_params(directory / "params.png", names, pb, pa)
@@ -67,3 +69,27 @@ def plot_params(path: Path, names: list[str], before: dict[str, int], after: dic
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def quality_lines(quality: dict[str, Any] | None, per_pass: list[dict[str, Any]] | None) -> list[str]:
+    """MiniBench before / after (and per pass) as a Markdown table, with each part's chance level."""
+    if not quality:
+        return []
+    before, after = quality["before"], quality["after"]
+    lines = [
+        "",
+        f"## Quality ({quality['bench']}bench: score in [0, 1], chance beside it)",
+        "",
+        "| part | before | after | chance | judge on real videos |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for part in before["parts"]:
+        lines.append(
+            f"| {part} | {before['parts'][part]:.3f} | {after['parts'][part]:.3f} | "
+            f"{before['chance'][part]:.3f} | {before['judge_accuracy'][part]:.3f} |"
+        )
+    lines.append(f"| **total** | **{before['total']:.3f}** | **{after['total']:.3f}** | | |")
+    for r in per_pass or []:
+        if "total" in r:
+            lines.append(f"\nAfter pass {r['index']} ({r['pass']}): total {r['total']:.3f}")
+    return lines

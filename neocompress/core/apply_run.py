@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from neocompress.analysis.quality import MiniBenchInstrument, minibench
 from neocompress.analysis.report import write_report
 from neocompress.core.atomic import atomic_directory, refuse_existing
 from neocompress.core.cache import PassCache
@@ -70,12 +71,22 @@ def apply_recipe(
         # fresh run would have left it (family.load's defaults are float32 on the CPU).
         return family.load(str(path), dtype=dtype, device=m.model.device, seed=m.model.seed)
 
+    ev = m.evaluate
+    if ev is not None and ev.per_pass:
+        ctx.instruments.append(MiniBenchInstrument(family, prompts=ev.prompts, seed=ev.seed))
     manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=load_saved)
 
     base_summary = (recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source)).summary()
     run = manager.run(load_base, base_key)
     with contextlib.suppress(OSError):
         work.rmdir()  # only when no pass left anything there (scratch that a resumed run may still want stays)
+    quality = None
+    if ev is not None:  # the paper's way: the benchmark before and after the recipe
+        quality = {
+            "bench": ev.bench,
+            "before": minibench(family, load_base(), prompts=ev.prompts, seed=ev.seed),
+            "after": minibench(family, run.ir, prompts=ev.prompts, seed=ev.seed),
+        }
     manifest = {
         "format": "neocompress-pipeline",
         "format_version": 1,
@@ -86,6 +97,7 @@ def apply_recipe(
         "pass_log": [r.to_dict() for r in run.records],
         "resumed_from_pass": run.resumed_from,
         "instruments": {k: v for inst in ctx.instruments for k, v in inst.record().items()},
+        "quality": quality,
     }
     with atomic_directory(out, force=force) as tmp:
         family.save(run.ir, tmp, manifest)

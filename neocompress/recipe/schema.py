@@ -64,10 +64,20 @@ class GenerateSection(Strict):
         return v
 
 
+class EvaluateSection(Strict):
+    """Quality measured around the recipe: before, after, and (if asked) after every pass."""
+
+    bench: Literal["mini"] = Field("mini", description="the benchmark: 'mini' (MiniBench, offline)")
+    prompts: int = Field(32, gt=0, description="held-out captions to generate and score")
+    seed: int = Field(0, ge=0, description="seed of the generated and the reference videos")
+    per_pass: bool = Field(False, description="also score the pipeline after every pass")
+
+
 class RecipeModel(Strict):
     model: ModelSection
     data: DataSection = Field(default_factory=DataSection)
     passes: list[dict[str, Any]] = Field(default_factory=list)
     target: TargetSection | None = None
     generate: GenerateSection | None = None
+    evaluate: EvaluateSection | None = None
     output: str = Field(..., description="output directory")

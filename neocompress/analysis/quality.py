@@ -1,0 +1,46 @@
+"""Quality of a pipeline on MiniBench, for reports: before and after a recipe, and after each pass.
+
+The glue between a model family's pipeline and `neocompress.bench.minibench`: MiniBench asks for videos of its
+held-out captions at the procedural world's size and length, and scores them with the shipped judges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neocompress.core.instruments import Instrument
+from neocompress.core.pass_base import PassResult
+from neocompress.ir.pipeline_ir import PipelineIR
+
+
+def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int) -> dict[str, Any]:
+    """MiniBench's JSON for `ir`, plus how long it took."""
+    from neocompress.bench.minibench import run_minibench
+    from neocompress.world import WorldConfig
+
+    world = WorldConfig()
+    pipe = family.pipeline(ir)
+
+    def generate(batch: list[str], s: int):
+        return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size)
+
+    result = run_minibench(generate, num_prompts=prompts, seed=seed, world_config=world)
+    return {**result.to_json(), "seconds": sum(result.timings.values())}
+
+
+class MiniBenchInstrument(Instrument):
+    """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`)."""
+
+    def __init__(self, family: Any, *, prompts: int, seed: int):
+        self.family, self.prompts, self.seed = family, prompts, seed
+        self.per_pass: list[dict[str, Any]] = []
+
+    def after_pass(self, index: int, name: str, result: PassResult, seconds: float, cached: bool) -> None:
+        if cached:  # a resumed run replays cached passes with the restored (final) IR: nothing true to score
+            self.per_pass.append({"index": index, "pass": name, "cached": True})
+            return
+        score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed)
+        self.per_pass.append({"index": index, "pass": name, **score})
+
+    def record(self) -> dict[str, Any]:
+        return {"minibench_per_pass": self.per_pass}
