@@ -113,6 +113,16 @@ def main() -> None:
             "eager_load_seconds_over_mmap": eager["load_seconds"] / mmap["load_seconds"],
         }
         shutil.rmtree(work / "denoiser")
+    print("MiniBench: judges, real videos, noise, builtin:tiny ...", flush=True)
+    mini_json = work / "minibench.json"
+    subprocess.run(
+        [PY, str(ROOT / "benchmarks" / "minibench.py"), "--output", str(mini_json), "--pipeline", "builtin:tiny"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    results["minibench"] = json.loads(mini_json.read_text())
     Path(args.output).write_text(json.dumps(results, indent=2))
     Path(args.output).with_suffix(".md").write_text(summary_markdown(results))
     print(json.dumps(results, indent=2))

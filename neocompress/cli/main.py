@@ -25,8 +25,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from neocompress.cli import apply, generate, inspect, passes, plan, train_miniature, validate
+    from neocompress.cli import eval as eval_command
 
-    for module in (apply, plan, validate, inspect, generate, train_miniature):
+    for module in (apply, plan, validate, inspect, generate, eval_command, train_miniature):
         cli.add_command(module.command)
     cli.add_command(passes.group)
 

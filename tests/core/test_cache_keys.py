@@ -75,3 +75,20 @@ def test_no_cache_never_hashes_the_source(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(PyramidFlowFamily, "source_key", boom)
     outcome = apply_recipe(parse_recipe(RECIPE.format(out=tmp_path / "out")), cache_dir=None)
     assert [r.key for r in outcome.run.records] == [None] and (tmp_path / "out" / "neocompress.json").is_file()
+
+
+def test_evaluate_section_puts_minibench_before_and_after_in_the_report(tmp_path: Path) -> None:
+    import json
+
+    recipe = parse_recipe(RECIPE.format(out=tmp_path / "out") + "evaluate:\n  prompts: 4\n  per_pass: true\n")
+    outcome = apply_recipe(recipe, cache_dir=tmp_path / "cache")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    quality = report["quality"]
+    for side in ("before", "after"):
+        score = quality[side]
+        assert set(score) == {"total", "parts", "chance", "judge_accuracy", "seconds"}
+        assert all(0.0 <= v <= 1.0 for v in score["parts"].values()) and 0.0 <= score["total"] <= 1.0
+    per_pass = outcome.manifest["instruments"]["minibench_per_pass"]
+    assert [r["pass"] for r in per_pass] == ["remove_blocks"] and "total" in per_pass[0]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Quality (minibench" in md and "| colour |" in md and "After pass 0 (remove_blocks)" in md
