@@ -18,7 +18,7 @@ from neocompress.models.pyramid_flow.tokenizers import SUBFOLDERS, tiny_tokenize
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RECIPE = REPO / "recipes" / "tiny.yaml"
+TINY_RECIPE = REPO / "tests" / "data" / "tiny-random.yaml"  # recipes/tiny.yaml on the untrained tiny
 TINY_SEED = 0
 
 # The public folder of each component, and the weight file name the released checkpoint uses there.
@@ -146,8 +146,8 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_ir() -> PipelineIR:
-    """`builtin:tiny` at the tiny recipe's seed. Shared: do not modify it."""
-    return PyramidFlowFamily().load("builtin:tiny", seed=TINY_SEED)
+    """`builtin:tiny-random` at the tiny recipe's seed. Shared: do not modify it."""
+    return PyramidFlowFamily().load("builtin:tiny-random", seed=TINY_SEED)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def _denoiser(prune: list[int] | None = None, **changes) -> PyramidFlowMMDiT:
         torch.manual_seed(0)
         den = PyramidFlowMMDiT(DenoiserConfig.tiny().replace(**changes)).eval()
     if prune:
-        ir = FAMILY.skeleton("builtin:tiny")
+        ir = FAMILY.skeleton("builtin:tiny-random")
         ir["denoiser"].module = den
         RemoveBlocks(RemoveBlocksConfig(indices=prune)).run(ir, None)
     return den
@@ -174,7 +174,7 @@ def test_default_schedule_for_seven_units() -> None:
 
 
 def test_component_flops_of_the_denoiser_use_the_formula() -> None:
-    ir = FAMILY.load("builtin:tiny")
+    ir = FAMILY.load("builtin:tiny-random")
     video = FAMILY.video_setting(ir)
     spec = ir.meta["spec"]
     expected = video_flops(

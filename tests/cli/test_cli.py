@@ -88,7 +88,7 @@ def test_inspect_table_and_a_public_layout_directory(
     rc, out, err = run(capsys, "inspect", public_checkpoint, "--json")
     assert (rc, err) == (0, "")
     info = json.loads(out)
-    tiny = PyramidFlowFamily().skeleton("builtin:tiny")
+    tiny = PyramidFlowFamily().skeleton("builtin:tiny-random")
     assert {n: c["params"] for n, c in info["components"].items()} == {n: tiny[n].num_params() for n in COMPONENTS}
     assert info["scheduler"]["nfe"] == 480  # no manifest: the release's 49-frame default video
     # A directory name with brackets is printed as it is, not read as Rich markup.
@@ -157,15 +157,15 @@ def _recipe(tmp_path: Path, text: str | bytes, name: str = "recipe.yaml") -> Pat
 
 BAD_RECIPES = {
     "unknown pass": (
-        "model:\n  source: builtin:tiny\npasses:\n  - name: remove_blokcs\n    indices: [1]\noutput: out/x\n",
+        "model:\n  source: builtin:tiny-random\npasses:\n  - name: remove_blokcs\n    indices: [1]\noutput: out/x\n",
         [":4 (passes[0].name): unknown pass 'remove_blokcs'. Did you mean 'remove_blocks'?"],
     ),
     "wrong type": (
-        "model:\n  source: builtin:tiny\npasses:\n  - name: remove_blocks\n    indices: two\noutput: out/x\n",
+        "model:\n  source: builtin:tiny-random\npasses:\n  - name: remove_blocks\n    indices: two\noutput: out/x\n",
         [":5 (passes[0].indices): Input should be a valid list (got 'two')"],
     ),
     "unknown key": (
-        "model:\n  source: builtin:tiny\n  colour: red\npasses: []\noutput: out/x\n",
+        "model:\n  source: builtin:tiny-random\n  colour: red\npasses: []\noutput: out/x\n",
         [":3 (model.colour): unknown key 'colour'"],
     ),
     "block index out of range": (
@@ -174,7 +174,7 @@ BAD_RECIPES = {
         [":5 (passes[0].indices): remove_blocks: block indices [30] out of range: 'denoiser' has 24 blocks (0..23)"],
     ),
     "several errors at once": (
-        "model:\n  source: builtin:tiny\n  dtyp: float32\n  seed: -1\npasses:\n  - name: remove_blokcs\n"
+        "model:\n  source: builtin:tiny-random\n  dtyp: float32\n  seed: -1\npasses:\n  - name: remove_blokcs\n"
         "  - name: remove_blocks\n    indices: [1, 1]\n    colour: red\noutput: out/x\n",
         [
             "recipe has 5 problem(s):",
@@ -186,7 +186,7 @@ BAD_RECIPES = {
         ],
     ),
     "generate size the model cannot make, and a missing prompt file": (
-        "model:\n  source: builtin:tiny\ndata:\n  prompts:\n    calib: {source: /nonexistent/prompts.txt}\n"
+        "model:\n  source: builtin:tiny-random\ndata:\n  prompts:\n    calib: {source: /nonexistent/prompts.txt}\n"
         "generate:\n  height: 100\noutput: out/x\n",
         [
             ":5 (data.prompts.calib.source): prompt file '/nonexistent/prompts.txt' not found",
@@ -266,22 +266,22 @@ def test_bad_steps_text_exits_2_before_loading_the_model(
         raise AssertionError("the model was loaded before the arguments were checked")
 
     monkeypatch.setattr(PyramidFlowFamily, "load", no_load)
-    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", option, text)
+    rc, _, err = run(capsys, "generate", "builtin:tiny-random", "-o", tmp_path / "v", option, text)
     assert rc == 2 and message in err, err
     assert not (tmp_path / "v").exists()
 
 
 def test_frames_must_be_one_plus_multiple_of_eight(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", "--frames", "10", "--height", "60")
+    rc, _, err = run(capsys, "generate", "builtin:tiny-random", "-o", tmp_path / "v", "--frames", "10", "--height", "60")
     assert rc == 2
     assert "frames must be 1 + 8k (e.g. 9, 17, 49), got 10" in err and "height must be a positive multiple of 64" in err
     assert not (tmp_path / "v").exists()
 
 
 def test_click_usage_errors_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    rc, _, err = run(capsys, "generate", "builtin:tiny")
+    rc, _, err = run(capsys, "generate", "builtin:tiny-random")
     assert rc == 2 and "Missing option '--output'" in err
-    rc, _, err = run(capsys, "generate", "builtin:tiny", "-o", tmp_path / "v", "--frames", "nine")
+    rc, _, err = run(capsys, "generate", "builtin:tiny-random", "-o", tmp_path / "v", "--frames", "nine")
     assert rc == 2 and "'nine' is not a valid integer" in err
     rc, _, err = run(capsys, "compress", "x")
     assert rc == 2 and "No such command 'compress'" in err
@@ -336,10 +336,10 @@ def test_an_unexpected_internal_error_exits_1_with_one_line(
         raise RuntimeError("boom")
 
     monkeypatch.setattr("neocompress.cli.inspect.inspect_source", boom)
-    rc, out, err = run(capsys, "inspect", "builtin:tiny")
+    rc, out, err = run(capsys, "inspect", "builtin:tiny-random")
     assert (rc, out) == (1, "")
     assert err == "error: unexpected RuntimeError: boom (run with --debug for the traceback)\n"
-    rc, _, err = run(capsys, "--debug", "inspect", "builtin:tiny")
+    rc, _, err = run(capsys, "--debug", "inspect", "builtin:tiny-random")
     assert rc == 1 and "Traceback (most recent call last)" in err and "RuntimeError: boom" in err
 
 
@@ -350,13 +350,13 @@ def test_other_neocompress_errors_and_interrupts_exit_1(
         raise VerificationError("interface of 'denoiser' changed")
 
     monkeypatch.setattr("neocompress.cli.inspect.inspect_source", broken)
-    assert run(capsys, "inspect", "builtin:tiny") == (1, "", "error: interface of 'denoiser' changed\n")
+    assert run(capsys, "inspect", "builtin:tiny-random") == (1, "", "error: interface of 'denoiser' changed\n")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("neocompress.cli.inspect.inspect_source", interrupted)
-    rc, _, err = run(capsys, "inspect", "builtin:tiny")  # click turns it into Abort; the message must survive
+    rc, _, err = run(capsys, "inspect", "builtin:tiny-random")  # click turns it into Abort; the message must survive
     assert rc == 1 and err.strip() == "interrupted; completed passes are cached, re-run the same command to resume"
 
 
@@ -393,11 +393,11 @@ def test_validate_prints_ok(capsys: pytest.CaptureFixture, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     shutil.copy(TINY_RECIPE, "tiny.yaml")
     rc, out, err = run(capsys, "validate", "tiny.yaml")
-    assert (rc, out, err) == (0, "ok tiny.yaml: 1 pass(es) on builtin:tiny -> out/tiny\n", "")
+    assert (rc, out, err) == (0, "ok tiny.yaml: 1 pass(es) on builtin:tiny-random -> out/tiny\n", "")
     # Paths are printed as given, not read as Rich markup.
     Path("v2.yaml").write_text(Path("tiny.yaml").read_text().replace("output: out/tiny", "output: out/[v2]"))
     rc, out, _ = run(capsys, "validate", "v2.yaml")
-    assert (rc, out) == (0, "ok v2.yaml: 1 pass(es) on builtin:tiny -> out/[v2]\n")
+    assert (rc, out) == (0, "ok v2.yaml: 1 pass(es) on builtin:tiny-random -> out/[v2]\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml", "v2.yaml"]
 
 
@@ -483,7 +483,7 @@ def test_generate_takes_its_defaults_from_the_recipes_generate_section(
         tmp_path,
         f"""\
 model:
-  source: builtin:tiny
+  source: builtin:tiny-random
 passes:
   - name: remove_blocks
     indices: [1]

@@ -16,7 +16,7 @@ from neocompress.recipe.schema import PromptSet
 
 RECIPE = """\
 model:
-  source: builtin:tiny
+  source: builtin:tiny-random
 passes:
   - name: remove_blocks
     indices: [1]
@@ -47,11 +47,11 @@ def test_builtin_source_key_covers_more_than_weights() -> None:
     fam = PyramidFlowFamily()
     import torch
 
-    assert fam.source_key("builtin:tiny", dtype=torch.float32, seed=0) == fam.source_key(
-        "builtin:tiny", dtype=torch.float32, seed=0
+    assert fam.source_key("builtin:tiny-random", dtype=torch.float32, seed=0) == fam.source_key(
+        "builtin:tiny-random", dtype=torch.float32, seed=0
     )
-    assert fam.source_key("builtin:tiny", dtype=torch.float32, seed=1) != fam.source_key(
-        "builtin:tiny", dtype=torch.float32, seed=0
+    assert fam.source_key("builtin:tiny-random", dtype=torch.float32, seed=1) != fam.source_key(
+        "builtin:tiny-random", dtype=torch.float32, seed=0
     )
 
 

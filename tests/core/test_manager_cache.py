@@ -25,7 +25,7 @@ THREE_PASSES = ([1], [0], [2])  # on the 6-block tiny denoiser: 6 -> 5 -> 4 -> 3
 
 def _recipe(tmp_path: Path, indices=THREE_PASSES, *, name: str = "r.yaml", dtype: str = "float32", extra: str = ""):
     passes = "".join(f"  - name: remove_blocks\n    indices: {list(ix)}\n" for ix in indices)
-    text = f"model:\n  source: builtin:tiny\n  dtype: {dtype}\n  seed: 0\npasses:\n{passes}{extra}"
+    text = f"model:\n  source: builtin:tiny-random\n  dtype: {dtype}\n  seed: 0\npasses:\n{passes}{extra}"
     text += f"output: {tmp_path / 'out'}\n"
     path = tmp_path / name
     path.write_text(text)

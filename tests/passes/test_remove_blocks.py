@@ -25,7 +25,7 @@ FAST = StepSchedule((1, 1, 1), (1, 1, 1), 1.0, 1.0)
 
 
 def _tiny() -> PipelineIR:
-    return FAMILY.load("builtin:tiny")
+    return FAMILY.load("builtin:tiny-random")
 
 
 def _full() -> PipelineIR:
@@ -185,7 +185,7 @@ def test_converted_block_and_pruned_model_keep_the_image_stream() -> None:
 def test_end_to_end_pruned_output_differs_and_reloads_identically(tmp_path: Path) -> None:
     recipe_file = tmp_path / "prune.yaml"
     recipe_file.write_text(
-        "model:\n  source: builtin:tiny\npasses:\n  - name: remove_blocks\n    indices: [2, 5]\n"
+        "model:\n  source: builtin:tiny-random\npasses:\n  - name: remove_blocks\n    indices: [2, 5]\n"
         f"output: {tmp_path / 'pruned'}\n"
     )
     outcome = apply_recipe(load_recipe(recipe_file))
@@ -229,7 +229,7 @@ def test_end_to_end_pruned_output_differs_and_reloads_identically(tmp_path: Path
 
 def _load_bad(tmp_path: Path, passes: str) -> RecipeError:
     f = tmp_path / "bad.yaml"
-    f.write_text(f"model:\n  source: builtin:tiny\npasses:\n{passes}output: {tmp_path / 'out'}\n")
+    f.write_text(f"model:\n  source: builtin:tiny-random\npasses:\n{passes}output: {tmp_path / 'out'}\n")
     with pytest.raises(RecipeError) as e:
         load_recipe(f)
     assert not (tmp_path / "out").exists()

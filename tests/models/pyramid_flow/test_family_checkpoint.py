@@ -242,7 +242,7 @@ def test_all_problems_of_a_component_are_reported_together(ckpt: Path) -> None:
 
 def test_applied_output_reloads_with_identical_weights_and_pruned_blocks(applied_tiny: dict, tmp_path: Path) -> None:
     out = applied_tiny["output"]
-    expected = FAMILY.load("builtin:tiny", seed=TINY_SEED)  # what the recipe does, done here in memory
+    expected = FAMILY.load("builtin:tiny-random", seed=TINY_SEED)  # what the recipe does, done here in memory
     RemoveBlocks(RemoveBlocksConfig(indices=[2, 5])).run(expected, None)
     reloaded = FAMILY.load(str(out))
     _assert_same_weights(reloaded, expected)

@@ -1,4 +1,4 @@
-"""TextToVideoPipeline on builtin:tiny: shapes, range, seeding, the denoiser calls CFG makes, input checks."""
+"""TextToVideoPipeline on builtin:tiny-random: shapes, range, seeding, the denoiser calls CFG makes, input checks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PROMPTS = ["a red circle moving left on a grey background", "a blue square"]
 
 @pytest.fixture(scope="module")
 def pipe() -> TextToVideoPipeline:
-    return FAMILY.pipeline(FAMILY.load("builtin:tiny"))
+    return FAMILY.pipeline(FAMILY.load("builtin:tiny-random"))
 
 
 class CallRecorder:
@@ -129,4 +129,4 @@ def test_no_prompts_is_a_user_error(pipe: TextToVideoPipeline) -> None:
 
 def test_a_skeleton_cannot_generate() -> None:
     with pytest.raises(UserInputError, match="no tokenizers"):
-        FAMILY.pipeline(FAMILY.skeleton("builtin:tiny"))
+        FAMILY.pipeline(FAMILY.skeleton("builtin:tiny-random"))
