@@ -272,7 +272,9 @@ def test_bad_steps_text_exits_2_before_loading_the_model(
 
 
 def test_frames_must_be_one_plus_multiple_of_eight(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    rc, _, err = run(capsys, "generate", "builtin:tiny-random", "-o", tmp_path / "v", "--frames", "10", "--height", "60")
+    rc, _, err = run(
+        capsys, "generate", "builtin:tiny-random", "-o", tmp_path / "v", "--frames", "10", "--height", "60"
+    )
     assert rc == 2
     assert "frames must be 1 + 8k (e.g. 9, 17, 49), got 10" in err and "height must be a positive multiple of 64" in err
     assert not (tmp_path / "v").exists()

@@ -43,16 +43,24 @@ def test_step_keys_cover_seed_data_and_target(tmp_path: Path) -> None:
     assert _keys(target={"name": "hexagon"}) != base
 
 
-def test_builtin_source_key_covers_more_than_weights() -> None:
-    fam = PyramidFlowFamily()
+def test_builtin_source_key_covers_more_than_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
     import torch
 
-    assert fam.source_key("builtin:tiny-random", dtype=torch.float32, seed=0) == fam.source_key(
-        "builtin:tiny-random", dtype=torch.float32, seed=0
-    )
-    assert fam.source_key("builtin:tiny-random", dtype=torch.float32, seed=1) != fam.source_key(
-        "builtin:tiny-random", dtype=torch.float32, seed=0
-    )
+    from neocompress.models.pyramid_flow import spec as spec_module
+    from neocompress.models.pyramid_flow.scheduler import StepSchedule
+
+    def key() -> str:
+        return PyramidFlowFamily().source_key("builtin:tiny-random", dtype=torch.float32, seed=0)
+
+    base = key()
+    assert key() == base
+    assert PyramidFlowFamily().source_key("builtin:tiny-random", dtype=torch.float32, seed=1) != base
+    # Same seeded weights, another default schedule: a different pipeline, so a different key.
+    distilled = dataclasses.replace(spec_module.tiny_spec(), schedule=StepSchedule.distilled_1_1_1())
+    monkeypatch.setitem(spec_module.BUILTIN_SPECS, "builtin:tiny-random", lambda: distilled)
+    assert key() != base
 
 
 def test_a_damaged_cache_entry_is_recomputed_not_fatal(tmp_path: Path) -> None:

@@ -18,8 +18,23 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     shipped = tmp_path / "assets" / "miniature"
     monkeypatch.setattr(build, "SHIPPED_DIRS", {"builtin:tiny": shipped})
     monkeypatch.setattr(family_module, "SHIPPED_DIRS", {"builtin:tiny": shipped})
-    args = ["train-miniature", "-o", str(out), "--vae-steps", "2", "--vae-batch", "2", "--latents", "8",
-            "--dit-steps", "3", "--dit-batch", "4", "--no-progress", "--ship"]
+    args = [
+        "train-miniature",
+        "-o",
+        str(out),
+        "--vae-steps",
+        "2",
+        "--vae-batch",
+        "2",
+        "--latents",
+        "8",
+        "--dit-steps",
+        "3",
+        "--dit-batch",
+        "4",
+        "--no-progress",
+        "--ship",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads((out / "training.json").read_text())
     assert summary["vae"]["steps"] == 2 and summary["dit"]["steps"] == 3
@@ -29,8 +44,9 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     # Weights are stored in fp16 and load back as fp32 with the fitted latent normalisation.
     from safetensors import safe_open
 
-    with safe_open(str(out / "pipeline" / "diffusion_transformer_384p" / "diffusion_pytorch_model.safetensors"),
-                   "pt") as f:
+    with safe_open(
+        str(out / "pipeline" / "diffusion_transformer_384p" / "diffusion_pytorch_model.safetensors"), "pt"
+    ) as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
     fam = PyramidFlowFamily()
     ir = fam.load("builtin:tiny")  # now the shipped pipeline
