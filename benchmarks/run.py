@@ -3,7 +3,9 @@
 Measures, each in its own process (peak RSS is per process):
 1. Meta-device analysis of the full-size Pyramid-Flow (inspect + plan of two pruning recipes): time, peak RSS.
 2. builtin:tiny `apply recipes/tiny.yaml` (cold cache, then warm cache) and `generate`: wall times.
-3. Loading a synthetic full-size denoiser checkpoint written here (fp32, the real layout): neocompress's
+3. The shipped miniature (`builtin:tiny`): time to train each part, read from its training record (re-training is
+   `neocompress train-miniature`, about an hour here), and MiniBench of it beside real videos and noise.
+4. Loading a synthetic full-size denoiser checkpoint written here (fp32, the real layout): neocompress's
    memory-mapped strict load side by side with an eager load (safetensors load_file + load_state_dict), peak RSS
    after loading and after one forward, against the file size.
 
@@ -83,6 +85,21 @@ def write_synthetic_denoiser(folder: Path) -> int:
     return (folder / "diffusion_pytorch_model.safetensors").stat().st_size
 
 
+def miniature_training() -> dict:
+    """How the shipped builtin:tiny was trained: the recipe and the wall time of each stage, from its record."""
+    record_path = ROOT / "neocompress" / "assets" / "miniature" / "training.json"
+    if not record_path.is_file():
+        return {"shipped": False}
+    record = json.loads(record_path.read_text())
+    return {
+        "shipped": True,
+        "recipe": record["recipe"],
+        "timings_s": record["timings_s"],
+        "total_min": sum(record["timings_s"].values()) / 60,
+        "loss_last": {k: record[k]["loss_last"] for k in ("vae_crops", "vae", "dit") if k in record},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
@@ -123,6 +140,7 @@ def main() -> None:
         text=True,
     )
     results["minibench"] = json.loads(mini_json.read_text())
+    results["miniature_training"] = miniature_training()
     Path(args.output).write_text(json.dumps(results, indent=2))
     Path(args.output).with_suffix(".md").write_text(summary_markdown(results))
     print(json.dumps(results, indent=2))
@@ -151,6 +169,30 @@ def summary_markdown(r: dict) -> str:
         f"- generate: {t['generate_seconds_total']:.2f} s in all, {t['generate_seconds_sampling_only']:.2f} s"
         f" sampling ({t['nfe_per_video']} NFE)",
     ]
+    mt = r.get("miniature_training", {})
+    if mt.get("shipped"):
+        ts = mt["timings_s"]
+        lines += [
+            "",
+            "## The trained miniature (builtin:tiny)",
+            "",
+            f"- trained in {mt['total_min']:.1f} min: VAE {ts['vae_s']:.0f} s, latents {ts['latents_s']:.0f} s,"
+            f" MMDiT {ts['dit_s']:.0f} s (recipe {mt['recipe']})",
+        ]
+    mb = r.get("minibench", {})
+    if mb:
+        lines += ["", "## MiniBench", "", "| videos | total | " + " | ".join(_parts(mb)) + " | wall s |"]
+        lines.append("|---|---:|" + "---:|" * (len(_parts(mb)) + 1))
+        for name, run in _runs(mb).items():
+            lines.append(
+                f"| {name} | {run['total']:.3f} | "
+                + " | ".join(f"{run['parts'][k]:.3f}" for k in _parts(mb))
+                + f" | {run['wall_s']:.1f} |"
+            )
+        if "chance" in mb:
+            lines.append(
+                "| chance | | " + " | ".join(f"{mb['chance'].get(k, float('nan')):.3f}" for k in _parts(mb)) + " | |"
+            )
     if "load_full_size_denoiser" in r:
         ld = r["load_full_size_denoiser"]
         lines += [
@@ -169,6 +211,16 @@ def summary_markdown(r: dict) -> str:
             )
         lines.append(f"\nEager load takes {ld['eager_load_seconds_over_mmap']:.0f}x the time of the mmap load.")
     return "\n".join(lines) + "\n"
+
+
+def _runs(minibench: dict) -> dict[str, dict]:
+    """The scored runs of a minibench.py report (real, blurred, noise, pipelines): entries that carry parts."""
+    return {k: v for k, v in minibench.items() if isinstance(v, dict) and "parts" in v}
+
+
+def _parts(minibench: dict) -> list[str]:
+    runs = list(_runs(minibench).values())
+    return list(runs[0]["parts"]) if runs else []
 
 
 if __name__ == "__main__":

@@ -18,7 +18,16 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
     required=True,
     help="Where the pipeline, training record and checkpoints go (re-running resumes).",
 )
-@click.option("--vae-steps", type=int, default=MiniatureRecipe.vae_steps, show_default=True)
+@click.option("--vae-crop-steps", type=int, default=MiniatureRecipe.vae_crop_steps, show_default=True)
+@click.option("--vae-crop-batch", type=int, default=MiniatureRecipe.vae_crop_batch, show_default=True)
+@click.option("--vae-crop", type=int, default=MiniatureRecipe.vae_crop, show_default=True, help="Crop side, pixels.")
+@click.option(
+    "--vae-steps",
+    type=int,
+    default=MiniatureRecipe.vae_steps,
+    show_default=True,
+    help="Full-frame VAE steps after the crop phase.",
+)
 @click.option("--vae-batch", type=int, default=MiniatureRecipe.vae_batch, show_default=True)
 @click.option(
     "--latents",
@@ -34,6 +43,9 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(
     output: str,
+    vae_crop_steps: int,
+    vae_crop_batch: int,
+    vae_crop: int,
     vae_steps: int,
     vae_batch: int,
     latents: int,
@@ -45,6 +57,9 @@ def command(
 ) -> None:
     """Train the miniature Pyramid-Flow on the procedural world."""
     for name, value in (
+        ("--vae-crop-steps", vae_crop_steps),
+        ("--vae-crop-batch", vae_crop_batch),
+        ("--vae-crop", vae_crop),
         ("--vae-steps", vae_steps),
         ("--vae-batch", vae_batch),
         ("--latents", latents),
@@ -54,7 +69,11 @@ def command(
         if value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
     console = Console(stderr=True)
-    recipe = MiniatureRecipe(vae_steps, vae_batch, latents, dit_steps, dit_batch, seed)
+    if vae_crop % 8 or vae_crop > 64:
+        raise click.BadParameter(f"must be a multiple of 8 and at most 64, got {vae_crop}", param_hint="--vae-crop")
+    recipe = MiniatureRecipe(
+        vae_crop_steps, vae_crop_batch, vae_crop, vae_steps, vae_batch, latents, dit_steps, dit_batch, seed
+    )
     summary = build_miniature(Path(output), recipe, progress=progress, log=console.print)
     t = summary["timings_s"]
     console.print(

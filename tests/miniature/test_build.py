@@ -22,6 +22,10 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         "train-miniature",
         "-o",
         str(out),
+        "--vae-crop-steps",
+        "2",
+        "--vae-crop-batch",
+        "2",
         "--vae-steps",
         "2",
         "--vae-batch",
@@ -37,7 +41,7 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     ]
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads((out / "training.json").read_text())
-    assert summary["vae"]["steps"] == 2 and summary["dit"]["steps"] == 3
+    assert summary["vae_crops"]["steps"] == 2 and summary["vae"]["steps"] == 2 and summary["dit"]["steps"] == 3
     assert set(summary["timings_s"]) == {"vae_s", "latents_s", "dit_s"}
     assert len(summary["samples"]) == 4 and all((out / s["grid"]).is_file() for s in summary["samples"])
     assert (out / "vae_loss.png").is_file() and (out / "dit_loss.png").is_file()
@@ -58,3 +62,9 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     assert main(args[:-1]) == 0
     again = json.loads((out / "training.json").read_text())
     assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2
+    assert again["vae_crops"]["start_step"] == 2
+
+
+def test_train_miniature_rejects_bad_crop(capsys) -> None:
+    assert main(["train-miniature", "-o", "unused", "--vae-crop", "20"]) == 2
+    assert "--vae-crop" in capsys.readouterr().err
