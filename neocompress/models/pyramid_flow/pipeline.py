@@ -20,7 +20,7 @@ from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbedd
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
 from neocompress.models.pyramid_flow.vae import denormalize_latents
 
-DEFAULT_PROMPT = "a red circle moving left on a grey background"
+DEFAULT_PROMPT = "a red circle moving left slowly on a grey background"  # a caption of the world grammar
 
 
 class TextToVideoPipeline:
