@@ -7,7 +7,8 @@ Reports, as JSON (printed and written to --output):
    like a decoder would (4x down and up: how much softness costs), and on uniform noise (the floor): wall time
    split into generation and scoring, and every score;
 3. optionally one default run on a pipeline (`--pipeline builtin:tiny`, 9 frames at 64x64 with its default
-   schedule): the same, so the cost of MiniBench inside `apply` reports is known.
+   schedule): the same, so the cost of MiniBench inside `apply` reports is known; and one on real videos passed
+   through that pipeline's VAE (encode, decode): the ceiling its decoder sets on whatever the MMDiT generates.
 
 Runs on one torch thread (measured fastest on the small shared CPU). Timings on these machines are noisy:
 compare within a run.
@@ -48,6 +49,18 @@ def _blurred(generate: GenerateFn, factor: int = 4) -> GenerateFn:
         return F.interpolate(small, size=(h, w), mode="bilinear").reshape(b, f, c, h, w).transpose(1, 2)
 
     return blurred
+
+
+def _vae_reconstruction(ir: Any) -> GenerateFn:
+    """Real videos encoded and decoded by the pipeline's own VAE."""
+    real = renderer_generate_fn()
+    encoder, decoder = ir["vae_encoder"].module.eval(), ir["vae_decoder"].module.eval()
+
+    @torch.no_grad()
+    def reconstruct(prompts: list[str], seed: int) -> torch.Tensor:
+        return decoder.decode(encoder.encode(real(prompts, seed)))
+
+    return reconstruct
 
 
 def _run(
@@ -105,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         family = family_for_source(args.pipeline)
         pipe = family.pipeline(family.load(args.pipeline))
         runs[args.pipeline] = lambda p, s: pipe.generate(p, frames=9, height=64, width=64, seed=s)
+        runs[f"{args.pipeline} VAE reconstruction"] = _vae_reconstruction(family.load(args.pipeline))
     results: dict[str, MiniBenchResult] = {}
     for name, generate in runs.items():
         results[name], report[name] = _run(name, generate, judges, args.prompts, args.seed)
