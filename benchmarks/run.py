@@ -96,7 +96,7 @@ def miniature_training() -> dict:
         "recipe": record["recipe"],
         "timings_s": record["timings_s"],
         "total_min": sum(record["timings_s"].values()) / 60,
-        "loss_last": {k: record[k]["loss_last"] for k in ("vae_crops", "vae", "dit") if k in record},
+        "loss_last": {k: record[k]["loss_last"] for k in ("vae_images", "vae_crops", "vae", "dit") if k in record},
     }
 
 

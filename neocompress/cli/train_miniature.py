@@ -18,6 +18,8 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
     required=True,
     help="Where the pipeline, training record and checkpoints go (re-running resumes).",
 )
+@click.option("--vae-image-steps", type=int, default=MiniatureRecipe.vae_image_steps, show_default=True)
+@click.option("--vae-image-batch", type=int, default=MiniatureRecipe.vae_image_batch, show_default=True)
 @click.option("--vae-crop-steps", type=int, default=MiniatureRecipe.vae_crop_steps, show_default=True)
 @click.option("--vae-crop-batch", type=int, default=MiniatureRecipe.vae_crop_batch, show_default=True)
 @click.option("--vae-crop", type=int, default=MiniatureRecipe.vae_crop, show_default=True, help="Crop side, pixels.")
@@ -43,6 +45,8 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(
     output: str,
+    vae_image_steps: int,
+    vae_image_batch: int,
     vae_crop_steps: int,
     vae_crop_batch: int,
     vae_crop: int,
@@ -57,6 +61,8 @@ def command(
 ) -> None:
     """Train the miniature Pyramid-Flow on the procedural world."""
     for name, value in (
+        ("--vae-image-steps", vae_image_steps),
+        ("--vae-image-batch", vae_image_batch),
         ("--vae-crop-steps", vae_crop_steps),
         ("--vae-crop-batch", vae_crop_batch),
         ("--vae-crop", vae_crop),
@@ -72,7 +78,17 @@ def command(
     if vae_crop % 8 or vae_crop > 64:
         raise click.BadParameter(f"must be a multiple of 8 and at most 64, got {vae_crop}", param_hint="--vae-crop")
     recipe = MiniatureRecipe(
-        vae_crop_steps, vae_crop_batch, vae_crop, vae_steps, vae_batch, latents, dit_steps, dit_batch, seed
+        vae_image_steps,
+        vae_image_batch,
+        vae_crop_steps,
+        vae_crop_batch,
+        vae_crop,
+        vae_steps,
+        vae_batch,
+        latents,
+        dit_steps,
+        dit_batch,
+        seed,
     )
     summary = build_miniature(Path(output), recipe, progress=progress, log=console.print)
     t = summary["timings_s"]

@@ -1,11 +1,11 @@
 """`neocompress train-miniature`: train the miniature Pyramid-Flow end to end and write a shippable pipeline.
 
-Stages: (1) the causal VAE on world videos (object crops, then full frames); (2) world videos encoded once
-into latents, with the latent normalisation fitted on them; (3) the pyramidal MMDiT on those latents through
-the frozen tiny text encoders. Each stage trains on the shared engine in its own work directory, so an
-interrupted run resumes where it stopped. The result is saved in the public checkpoint layout with fp16 weights
-(it ships inside the package as `builtin:tiny`), with the seed, wall times, loss curves and frame grids of
-held-out captions beside it.
+Stages: (1) the causal VAE on world videos (single frames, then object crops of clips, then full clips);
+(2) world videos encoded once into latents, with the latent normalisation fitted on them; (3) the pyramidal
+MMDiT on those latents through the frozen tiny text encoders. Each stage trains on the shared engine in its
+own work directory, so an interrupted run resumes where it stopped. The result is saved in the public
+checkpoint layout with fp16 weights (it ships inside the package as `builtin:tiny`), with the seed, wall
+times, loss curves and frame grids of held-out captions beside it.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ from neocompress.world import World
 class MiniatureRecipe:
     """Steps and batches of each stage; the defaults are what `builtin:tiny` was trained with."""
 
-    vae_crop_steps: int = 3500
+    vae_image_steps: int = 3000
+    vae_image_batch: int = 16
+    vae_crop_steps: int = 1500
     vae_crop_batch: int = 8
     vae_crop: int = 32
-    vae_steps: int = 300
+    vae_steps: int = 600
     vae_batch: int = 4
     latents: int = 4096
     dit_steps: int = 12000
@@ -56,14 +58,25 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
 
     t0 = time.perf_counter()
     log(
-        f"1/3 VAE: {recipe.vae_crop_steps} steps of {recipe.vae_crop_batch} {recipe.vae_crop}-pixel crops, "
+        f"1/3 VAE: {recipe.vae_image_steps} steps of {recipe.vae_image_batch} single frames, "
+        f"{recipe.vae_crop_steps} steps of {recipe.vae_crop_batch} {recipe.vae_crop}-pixel crops of clips, "
         f"then {recipe.vae_steps} steps of {recipe.vae_batch} full clips"
+    )
+    images = train_vae(
+        work / "vae-images",
+        steps=recipe.vae_image_steps,
+        batch_size=recipe.vae_image_batch,
+        lr=2e-3,
+        images=True,
+        seed=recipe.seed,
+        progress=progress,
     )
     crops = train_vae(
         work / "vae-crops",
         steps=recipe.vae_crop_steps,
         batch_size=recipe.vae_crop_batch,
         crop=recipe.vae_crop,
+        init=images,
         seed=recipe.seed,
         progress=progress,
     )
@@ -126,16 +139,18 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
         "recipe": recipe.__dict__,
         "world": WORLD.to_dict(),
         "timings_s": timings,
+        "vae_images": images.result.summary(),
         "vae_crops": crops.result.summary(),
         "vae": vae.result.summary(),
         "dit": dit.result.summary(),
         "latent_norm": data.norm.__dict__,
         "samples": samples,
     }
+    crops_from, clips_from = recipe.vae_image_steps, recipe.vae_image_steps + recipe.vae_crop_steps
     plot_losses(
-        crops.result.history + _shifted(vae.result.history, recipe.vae_crop_steps),
+        images.result.history + _shifted(crops.result.history, crops_from) + _shifted(vae.result.history, clips_from),
         output / "vae_loss.png",
-        title=f"miniature VAE (crops, then full frames from step {recipe.vae_crop_steps})",
+        title=f"miniature VAE (images; crops of clips from step {crops_from}; full clips from {clips_from})",
     )
     plot_losses(dit.result.history, output / "dit_loss.png", title="miniature MMDiT (flow matching)")
     half = build_ir(spec, {k: m.half() for k, m in modules.items()}, tokenizers)

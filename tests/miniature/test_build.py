@@ -22,6 +22,10 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         "train-miniature",
         "-o",
         str(out),
+        "--vae-image-steps",
+        "2",
+        "--vae-image-batch",
+        "2",
         "--vae-crop-steps",
         "2",
         "--vae-crop-batch",
@@ -41,7 +45,12 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     ]
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads((out / "training.json").read_text())
-    assert summary["vae_crops"]["steps"] == 2 and summary["vae"]["steps"] == 2 and summary["dit"]["steps"] == 3
+    assert (
+        summary["vae_images"]["steps"] == 2
+        and summary["vae_crops"]["steps"] == 2
+        and summary["vae"]["steps"] == 2
+        and summary["dit"]["steps"] == 3
+    )
     assert set(summary["timings_s"]) == {"vae_s", "latents_s", "dit_s"}
     assert len(summary["samples"]) == 4 and all((out / s["grid"]).is_file() for s in summary["samples"])
     assert (out / "vae_loss.png").is_file() and (out / "dit_loss.png").is_file()
@@ -62,7 +71,7 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     assert main(args[:-1]) == 0
     again = json.loads((out / "training.json").read_text())
     assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2
-    assert again["vae_crops"]["start_step"] == 2
+    assert again["vae_crops"]["start_step"] == 2 and again["vae_images"]["start_step"] == 2
 
 
 def test_train_miniature_rejects_bad_crop(capsys) -> None:

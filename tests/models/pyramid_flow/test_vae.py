@@ -312,3 +312,22 @@ def test_normalize_values_and_round_trip() -> None:
     torch.testing.assert_close(normalize_latents(single), (single - 0.1490) * (1 / 1.8415))
     with pytest.raises(ValueError, match="latents must be"):
         normalize_latents(torch.zeros(16, 2, 2))
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(3, (1, 1, 1)), (3, (1, 2, 2)), (3, (2, 1, 1)), (1, (1, 1, 1))])
+def test_single_frame_conv_is_the_padded_3d_conv(kernel: int, stride: tuple[int, int, int]) -> None:
+    """The 1-frame fast path gives the padded Conv3d's output and the same weight gradients (zero on the taps
+    that only ever read front padding), so image training trains exactly what video training would."""
+    from neocompress.models.pyramid_flow.vae.causal_conv import CausalConv3d
+
+    torch.manual_seed(0)
+    conv = CausalConv3d(5, 7, kernel, stride=stride)
+    x = torch.randn(2, 5, 1, 16, 16)
+    reference = conv.conv(F.pad(x, conv.padding))
+    fast = conv(x)
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+    (grad_ref,) = torch.autograd.grad(reference.square().sum(), conv.conv.weight)
+    (grad_fast,) = torch.autograd.grad(conv(x).square().sum(), conv.conv.weight)
+    torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-5, atol=1e-4)
+    assert not grad_fast[:, :, :-1].any()
