@@ -47,6 +47,8 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
             f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |"
         )
     lines += quality_lines(manifest.get("quality"), manifest.get("instruments", {}).get("minibench_per_pass"))
+    for r in manifest["pass_log"]:
+        lines += pass_section(r)
     lines += ["", "![parameters per component](params.png)", ""]
     (directory / "report.md").write_text("\n".join(lines))
     plot_params(directory / "params.png", names, pb, pa)
@@ -92,4 +94,31 @@ def quality_lines(quality: dict[str, Any] | None, per_pass: list[dict[str, Any]]
     for r in per_pass or []:
         if "total" in r:
             lines.append(f"\nAfter pass {r['index']} ({r['pass']}): total {r['total']:.3f}")
+    return lines
+
+
+def pass_section(record: dict[str, Any]) -> list[str]:
+    """A pass's own section: what it chose and why (block_prune), and the pictures it reported."""
+    report = record["report"]
+    lines: list[str] = []
+    selection = report.get("selection")
+    if selection:
+        lines += [
+            "",
+            f"## Pass {record['index']}: {record['name']}",
+            "",
+            f"Selection by `{selection['mode']}`: removed {selection['removed']}, kept {selection['kept']}"
+            + (" (importance read from the cache)" if report.get("importance", {}).get("cached") else ""),
+            "",
+            "| block | score | removed | why |",
+            "|---:|---:|:---:|---|",
+        ]
+        for b in selection["blocks"]:
+            score = "n/a" if b["score"] is None else f"{b['score']:.4g}"
+            lines.append(f"| {b['index']} | {score} | {'yes' if b['removed'] else ''} | {b['why']} |")
+    figures = report.get("figures") or {}
+    if figures and not lines:
+        lines += ["", f"## Pass {record['index']}: {record['name']}"]
+    for name, path in figures.items():
+        lines += ["", f"![{record['name']} {name}]({path})"]
     return lines

@@ -6,6 +6,7 @@ This is what `neocompress apply` does, kept apart from the CLI so tests and benc
 from __future__ import annotations
 
 import contextlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def apply_recipe(
             "before": minibench(family, load_base(), prompts=ev.prompts, seed=ev.seed),
             "after": minibench(family, run.ir, prompts=ev.prompts, seed=ev.seed),
         }
+    figures = _collect_figures(run.records)
     manifest = {
         "format": "neocompress-pipeline",
         "format_version": 1,
@@ -102,5 +104,28 @@ def apply_recipe(
     with atomic_directory(out, force=force) as tmp:
         family.save(run.ir, tmp, manifest)
         (tmp / "recipe.resolved.yaml").write_text(recipe.resolved_yaml())
+        for relative, source in figures.items():
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / relative)
         write_report(tmp, base_summary, run.ir.summary(), manifest)
     return ApplyOutcome(out, run, manifest)
+
+
+def _collect_figures(records: list) -> dict[str, Path]:
+    """Pictures the passes reported, as {path relative to the output: source file}; each record's report is
+    pointed at its relative path, so the output's report.json and report.md link files inside the output. A
+    picture whose file is gone (a resumed run whose scratch was cleaned) is dropped from the report."""
+    out: dict[str, Path] = {}
+    for r in records:
+        figures = r.report.get("figures")
+        if not figures:
+            continue
+        for name, path in list(figures.items()):
+            source = Path(path)
+            if not source.is_file():
+                del figures[name]
+                continue
+            relative = f"figures/{r.index:02d}-{r.name}-{name}{source.suffix}"
+            out[relative] = source
+            figures[name] = relative
+    return out

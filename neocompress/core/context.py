@@ -31,6 +31,7 @@ class PassContext:
     instruments: list[Instrument] = field(default_factory=list)
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    pass_index: int = 0  # the running pass's position in the recipe (set by the manager; names its scratch)
 
     @classmethod
     def for_planning(cls, *, seed: int = 0, target: dict[str, Any] | None = None) -> PassContext:
@@ -41,8 +42,8 @@ class PassContext:
         """A fresh CPU generator seeded from the run's seed (offset keeps streams of one pass apart)."""
         return torch.Generator("cpu").manual_seed(self.seed + offset)
 
-    def pass_dir(self, pass_name: str, index: int) -> Path:
-        """A scratch directory owned by one pass of this run."""
-        d = self.work_dir / f"{index:02d}-{pass_name}"
+    def pass_dir(self, pass_name: str, index: int | None = None) -> Path:
+        """A scratch directory owned by one pass of this run (by default the running pass's)."""
+        d = self.work_dir / f"{self.pass_index if index is None else index:02d}-{pass_name}"
         d.mkdir(parents=True, exist_ok=True)
         return d

@@ -6,6 +6,7 @@ for every pass. A recipe runs exactly as written (nothing reordered or skipped) 
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -118,6 +119,7 @@ class PassManager:
                 inst.before_pass(i, p.name, outcome.ir)
             t0 = time.perf_counter()
             before = p.snapshot(outcome.ir)
+            self.ctx.pass_index = i
             try:
                 result = p.run(outcome.ir, self.ctx)
             except NeocompressError:
@@ -143,6 +145,15 @@ class PassManager:
             for inst in self.ctx.instruments:
                 inst.after_pass(i, p.name, result, seconds, False)
             if cache is not None:
+                # Pictures the pass reported move into the entry (they outlive the run's scratch directory),
+                # and the record points at those copies before it is written anywhere.
+                figures = _figure_sources(record)
+                final = cache.path(keys[i]) / "figures"
+                record.report["figures"] = {
+                    **record.report.get("figures", {}),
+                    **{n: str(final / f) for n, (_, f) in figures.items()},
+                }
+                outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
                 manifest = {"pass_log": outcome.ir.meta["pass_log"]}
                 # The log of every pass so far and the provenance: a resume restores both from this entry alone,
                 # even if an earlier entry was evicted meanwhile (a reloaded pipeline carries neither).
@@ -150,6 +161,24 @@ class PassManager:
                     "pass_log": outcome.ir.meta["pass_log"],
                     "provenance": _provenance_of(outcome.ir),
                 }
-                cache.store(keys[i], entry, lambda d, ir=outcome.ir, m=manifest: self._save(ir, d, m))
+
+                def write(d: Path, ir=outcome.ir, m=manifest, figures=figures) -> None:
+                    self._save(ir, d, m)
+                    for source, name in figures.values():
+                        (d / "figures").mkdir(exist_ok=True)
+                        shutil.copyfile(source, d / "figures" / name)
+
+                cache.store(keys[i], entry, write)
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
+
+
+def _figure_sources(record: RunRecord) -> dict[str, tuple[Path, str]]:
+    """The pictures a pass reported (`report["figures"]`: name -> path) that exist: name -> (path, file name
+    in a cache entry's figures/ folder)."""
+    out = {}
+    for name, path in (record.report.get("figures") or {}).items():
+        source = Path(path)
+        if source.is_file():
+            out[name] = (source, f"{record.index:02d}-{record.name}-{name}{source.suffix}")
+    return out

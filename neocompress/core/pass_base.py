@@ -66,6 +66,11 @@ class Pass(ABC):
             if r not in ir
         ]
 
+    def data_needs(self) -> dict[str, str]:
+        """The recipe's `data.prompts` sets this pass reads, as {config path: set name}; the recipe check
+        reports a missing set at that path before anything runs."""
+        return {}
+
     # -- execution ---------------------------------------------------------------------------------------
     @abstractmethod
     def run(self, ir: PipelineIR, ctx: PassContext) -> PassResult: ...

@@ -1,7 +1,10 @@
 """Named prompt sets from a recipe's `data.prompts` section, loaded on first use.
 
 `builtin:vbench` is the VBench prompt list shipped in the package (from the public Neodragon repository,
-BSD-3-Clause-Clear; see assets/prompts/NOTICE); any other source is a text file with one prompt a line.
+BSD-3-Clause-Clear; see assets/prompts/NOTICE); `builtin:world` is every training caption of the procedural
+world the miniature `builtin:tiny` was trained on (the prompts that model understands: calibrating or
+distilling it on VBench prompts would measure it far outside its data); any other source is a text file with
+one prompt a line.
 """
 
 from __future__ import annotations
@@ -13,10 +16,25 @@ from typing import Any
 from neocompress.core.errors import UserInputError
 from neocompress.core.hashing import hash_json
 
-BUILTIN_PROMPTS = {"builtin:vbench": "tiny_prompts.txt"}
+BUILTIN_PROMPTS = {"builtin:vbench": "tiny_prompts.txt", "builtin:world": None}
+
+
+def world_captions() -> list[str]:
+    """The miniature world's training captions, in a fixed shuffled order (so the first N mix shapes, colours,
+    directions and backgrounds instead of walking the grammar in order)."""
+    import random
+
+    from neocompress.miniature.configs import WORLD
+    from neocompress.world import World
+
+    captions = sorted(World(WORLD).captions("train"))
+    random.Random(0).shuffle(captions)
+    return captions
 
 
 def read_prompt_source(source: str) -> list[str]:
+    if source == "builtin:world":
+        return world_captions()
     if source in BUILTIN_PROMPTS:
         text = resources.files("neocompress.assets").joinpath("prompts", BUILTIN_PROMPTS[source]).read_text()
     else:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
+
+# One stream's (block input, block output, per-token weight or None) as a block's forward hook sees them.
+StreamIO = tuple[Tensor, Tensor, Tensor | None]
 
 
 class BlockAdapter(ABC):
@@ -33,6 +36,16 @@ class BlockAdapter(ABC):
     def requires_context_pre_only_last(self, module: nn.Module) -> bool:
         """Whether the architecture's last block must be in context_pre_only form."""
         return True
+
+    def streams(self) -> tuple[str, ...]:
+        """Names of the token streams a block carries (an MMDiT: visual and text)."""
+        return ("visual", "text")
+
+    @abstractmethod
+    def stream_io(self, args: tuple, kwargs: dict, output: Any) -> dict[str, StreamIO | None]:
+        """From a block's forward hook (positional args, keyword args, output): each stream's input tokens
+        [B, N, D], output tokens [B, N, D] and token weights [B, N] (0 for padding; None = all count), or None
+        for a stream the block does not output (the text stream of a context_pre_only block)."""
 
     def never_quantize(self, module: nn.Module) -> list[str]:
         """Module names that must stay in higher precision (used by the quantize pass)."""

@@ -1,5 +1,6 @@
 """Built-in passes, one technique per module, imported lazily by name (see core.registry)."""
 
 BUILTIN_PASSES: dict[str, str] = {
+    "block_prune": "neocompress.passes.block_prune",
     "remove_blocks": "neocompress.passes.remove_blocks",
 }

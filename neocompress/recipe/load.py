@@ -139,6 +139,13 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
     ctx = PassContext.for_planning(seed=m.model.seed, target=m.target.model_dump() if m.target else None)
     planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
     for i, p in enumerate(recipe.passes):
+        for path, name in p.data_needs().items():
+            if name not in m.data.prompts:
+                defined = ", ".join(sorted(m.data.prompts)) or "none"
+                loc = ("passes", i, *path.split("."))
+                problems.append(
+                    problem(f"{p.name}: needs data.prompts.{name}, which the recipe does not define ({defined})", loc)
+                )
         found = p.check(ir)
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)

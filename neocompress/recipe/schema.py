@@ -24,7 +24,9 @@ class ModelSection(Strict):
 
 
 class PromptSet(Strict):
-    source: str = Field("builtin:vbench", description="'builtin:vbench' or a text file with one prompt a line")
+    source: str = Field(
+        "builtin:vbench", description="'builtin:vbench', 'builtin:world' or a text file with one prompt a line"
+    )
     count: int | None = Field(None, gt=0, description="use only the first COUNT prompts")
 
 

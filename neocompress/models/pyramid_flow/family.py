@@ -312,6 +312,24 @@ class PyramidFlowFamily(ModelFamily):
 
         return component_flops(ir, name, video)
 
+    def block_flops(self, ir: PipelineIR, name: str) -> tuple[list[float], float]:
+        """(FLOPs of each block, FLOPs outside the blocks) of one default video, from the analytic formula: the
+        cost `block_prune` weighs against a FLOPs budget. A block's cost is what removing it saves (the last
+        block, context_pre_only, costs a little less than a full one)."""
+        from dataclasses import replace
+
+        from neocompress.analysis.flops import DenoiserShape
+        from neocompress.models.pyramid_flow.flops import denoiser_video_flops
+
+        video = self.video_setting(ir, None)
+        shape = DenoiserShape.of(ir[name].module)
+        total = denoiser_video_flops(ir, shape, video)
+        full = total - denoiser_video_flops(ir, replace(shape, full_blocks=shape.full_blocks - 1), video)
+        pre = total - denoiser_video_flops(ir, replace(shape, pre_only_blocks=shape.pre_only_blocks - 1), video)
+        blocks = list(ir[name].extras["block_adapter"].blocks(ir[name].module))
+        costs = [float(pre if getattr(b, "context_pre_only", False) else full) for b in blocks]
+        return costs, float(total - sum(costs))
+
     def pipeline(self, ir: PipelineIR):
         from neocompress.models.pyramid_flow.pipeline import TextToVideoPipeline
 

@@ -32,6 +32,18 @@ def _count(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def denoiser_video_flops(ir: PipelineIR, shape: DenoiserShape, video: dict[str, Any]) -> int:
+    """Denoiser FLOPs of one video (a `video_setting` dict) for a denoiser of this shape."""
+    return video_flops(
+        shape,
+        StepSchedule.from_dict(video["schedule"]),
+        num_units=video["units"],
+        latent_h=video["height"] // 8,
+        latent_w=video["width"] // 8,
+        text_tokens=ir.meta["spec"].text.t5_max_length,
+    ).total
+
+
 def component_flops(ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
     spec = ir.meta["spec"]
     comp = ir[name]
@@ -40,14 +52,7 @@ def component_flops(ir: PipelineIR, name: str, video: dict[str, Any]) -> int:
     prompts = 2 if any(schedule.uses_cfg(schedule.guidance_for(u)) for u in range(units)) else 1
     lat_h, lat_w = video["height"] // 8, video["width"] // 8
     if comp.kind == "denoiser":
-        return video_flops(
-            DenoiserShape.of(comp.module),
-            schedule,
-            num_units=units,
-            latent_h=lat_h,
-            latent_w=lat_w,
-            text_tokens=spec.text.t5_max_length,
-        ).total
+        return denoiser_video_flops(ir, DenoiserShape.of(comp.module), video)
     if comp.kind == "text_encoder":
         length = spec.text.t5_max_length if name == "t5" else spec.text.clip_max_length
         m = _meta_copy(comp.module)
