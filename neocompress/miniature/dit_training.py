@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from neocompress.miniature.latents_data import LatentSet
 from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
-from neocompress.models.pyramid_flow.history import corrupt_history, history_for
+from neocompress.models.pyramid_flow.objective import flow_matching_batch
 from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.train import TrainConfig, TrainResult, train
@@ -59,17 +59,8 @@ def flow_matching_loss(
     stage: int,
 ) -> tuple[torch.Tensor, dict]:
     """One pyramidal flow-matching loss for latents z [B, C, units, h, w] at (unit, stage)."""
-    clean_full = z[:, :, unit : unit + 1]
-    clean = scheduler.latent_pyramid(clean_full)
-    noise = scheduler.noise_pyramid(torch.randn_like(clean_full))
-    s_loc = torch.rand(z.shape[0])
-    x_t, v_target, timestep = scheduler.training_sample(
-        clean[stage], clean[stage - 1] if stage > 0 else None, noise[stage], stage, s_loc
-    )
-    history = history_for([z[:, :, j : j + 1] for j in range(unit)], stage, scheduler)
-    history = corrupt_history(history) if history else history
-    pred = denoiser([*history, x_t], text.tokens, text.mask, text.pooled, timestep)
-    return F.mse_loss(pred, v_target), {}
+    batch = flow_matching_batch(scheduler, z, text, unit, stage)
+    return F.mse_loss(batch.call(denoiser), batch.target), {}
 
 
 @dataclass

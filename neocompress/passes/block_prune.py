@@ -23,6 +23,7 @@ from neocompress.passes.remove_blocks import RemoveBlocks, RemoveBlocksConfig
 from neocompress.prune.calibrate import cached_importance, importance_key, measure_importance
 from neocompress.prune.importance import BlockImportance
 from neocompress.prune.plots import plot_importance
+from neocompress.prune.recovery import RecoveryConfig
 from neocompress.prune.selection import Selection, resolve_protected, select_blocks
 
 
@@ -58,6 +59,9 @@ class BlockPruneConfig(PassConfig):
     keep: int | None = Field(None, ge=1, description="keep this many blocks")
     budget: BudgetConfig | None = Field(None, description="remove least-important blocks until the budget holds")
     indices: list[int] | None = Field(None, min_length=1, description="remove exactly these blocks")
+    recovery: RecoveryConfig | None = Field(
+        None, description="two-stage recovery training after the cut (stage1 fine-tune, stage2 distil; null: none)"
+    )
 
     @model_validator(mode="after")
     def _one_selection(self) -> BlockPruneConfig:
@@ -138,20 +142,33 @@ class BlockPrune(Pass):
         cfg = self.config
         importance, cached = self._importance(ir, ctx)
         selection = self._select(ir, importance)
+        recovery = None
+        if cfg.recovery is not None and selection.removed:
+            from neocompress.prune.recover_run import Recovery
+
+            recovery = Recovery(cfg.recovery, ir, ctx, self._calibration_prompts(ctx), cfg.component)
+            recovery.before_cut()  # the teacher's copy and samples, while the pipeline still is the teacher
         if selection.removed:
             remover = RemoveBlocks(RemoveBlocksConfig(indices=list(selection.removed), component=cfg.component))
             result = remover.run(ir, ctx)
         else:  # a budget the unpruned model already meets
             result = PassResult(ir, False, {"component": cfg.component, "removed": []})
-        out_dir = ctx.pass_dir(self.name, getattr(ctx, "pass_index", 0))
+        out_dir = ctx.pass_dir(self.name)
         chart = plot_importance(importance, set(selection.removed), out_dir / "importance.png")
+        figures = {"importance": str(chart)}
+        recovered = None
+        if recovery is not None:
+            recovered = recovery.after_cut(result.report["kept_original_indices"], out_dir)
+            figures.update(recovered.pop("figures"))
         ranking = importance.combined(cfg.weights)
         report = {
             **result.report,
             "importance": {**importance.to_dict(), "cached": cached, "weights": cfg.weights},
             "selection": selection.to_dict(ranking),
-            "figures": {"importance": str(chart)},
+            "figures": figures,
         }
+        if recovered is not None:
+            report["recovery"] = recovered
         if selection.removed:
             ir[cfg.component].provenance.append(
                 Provenance(self.name, "modified", f"importance-ranked; removed {list(selection.removed)}")
@@ -162,12 +179,7 @@ class BlockPrune(Pass):
         from neocompress.models.family import get_family
 
         cal = self.config.calibration
-        prompts = ctx.data.get(cal.prompts) if ctx.data is not None else None
-        if not prompts:
-            from neocompress.core.errors import UserInputError
-
-            raise UserInputError(f"block_prune needs calibration prompts: data.prompts.{cal.prompts} is not set")
-        prompts = prompts[: cal.count] if cal.count else prompts
+        prompts = self._calibration_prompts(ctx)
         pipeline = get_family(ir.family).pipeline(ir)
         schedule = pipeline.schedule_with(first=_tuple(cal.first), later=_tuple(cal.later))
         settings = {
@@ -193,6 +205,15 @@ class BlockPrune(Pass):
                 schedule=schedule,
             ),
         )
+
+    def _calibration_prompts(self, ctx: Any) -> list[str]:
+        cal = self.config.calibration
+        prompts = ctx.data.get(cal.prompts) if ctx.data is not None else None
+        if not prompts:
+            from neocompress.core.errors import UserInputError
+
+            raise UserInputError(f"block_prune needs calibration prompts: data.prompts.{cal.prompts} is not set")
+        return prompts[: cal.count] if cal.count else prompts
 
     def _select(self, ir: PipelineIR, importance: BlockImportance) -> Selection:
         cfg = self.config

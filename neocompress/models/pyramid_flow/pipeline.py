@@ -98,6 +98,33 @@ class TextToVideoPipeline:
         progress: Callable | None = None,
     ) -> torch.Tensor:
         """Videos [B, 3, frames, H, W] in [-1, 1]."""
+        latents = self.sample_latents(
+            prompts,
+            frames=frames,
+            height=height,
+            width=width,
+            schedule=schedule,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            progress=progress,
+        )
+        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        prompts: list[str],
+        *,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        schedule: StepSchedule | None = None,
+        seed: int = 0,
+        negative_prompt: str = "",
+        progress: Callable | None = None,
+    ) -> torch.Tensor:
+        """Normalised latents [B, C, units, H/8, W/8] (the denoiser's space), before VAE decoding: what a
+        training pass that learns from the model's own samples needs."""
         if not prompts:
             raise UserInputError("generate needs at least one prompt, got an empty list")
         v = self.resolve_video(frames, height, width)
@@ -120,4 +147,4 @@ class TextToVideoPipeline:
             progress=progress,
             dtype=dtype,
         )
-        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
+        return latents

@@ -1,0 +1,142 @@
+"""The recovery run inside `block_prune`: what happens before the cut (keep the teacher, draw its samples) and
+after it (hold out, measure fidelity, stage 1, stage 2, MiniBench per stage), as one object with two calls.
+
+Why split around the cut: the teacher must be copied and sampled while the pipeline still holds it, and the
+student exists only after `remove_blocks`. Each stage trains in a work directory named by a hash of everything
+that shapes it (the input weights, the cut, the data and the stage's config), so an interrupted `apply`
+resumes the stage from its last checkpoint and a changed config never resumes a stale one.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from neocompress.core.hashing import hash_json
+from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.prune.recovery import (
+    CaptionCache,
+    LatentData,
+    RecoveryConfig,
+    block_mapping,
+    fidelity,
+    heldout_batches,
+    load_latent_file,
+    run_stage1,
+    run_stage2,
+    stage1_objective,
+    stage2_objective,
+    stage_record,
+    teacher_latents,
+)
+
+
+class Recovery:
+    def __init__(self, config: RecoveryConfig, ir: PipelineIR, ctx: Any, prompts: list[str], component: str):
+        self.config, self.ir, self.ctx, self.prompts, self.component = config, ir, ctx, prompts, component
+        self.teacher = None
+        self.data: LatentData | None = None
+        self.quality: list[dict[str, Any]] = []
+
+    def _family(self):
+        from neocompress.models.family import get_family
+
+        return get_family(self.ir.family)
+
+    def _score(self, label: str) -> None:
+        if self.config.evaluate is None:
+            return
+        from neocompress.analysis.quality import minibench
+
+        score = minibench(self._family(), self.ir, prompts=self.config.evaluate, seed=self.ctx.seed)
+        self.quality.append({"after": label, **score})
+
+    def before_cut(self) -> None:
+        comp = self.ir[self.component]
+        self.teacher = copy.deepcopy(comp.module).eval().requires_grad_(False)
+        cfg = self.config.data
+        if cfg.latents is not None:
+            self.data = load_latent_file(cfg.latents)
+        else:
+            pipeline = self._family().pipeline(self.ir)
+            self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
+        self._score("teacher (before pruning)")
+
+    def after_cut(self, kept: list[int], out_dir: Path) -> dict[str, Any]:
+        assert self.teacher is not None and self.data is not None, "before_cut must run first"
+        comp = self.ir[self.component]
+        adapter = comp.extras["block_adapter"]
+        student = comp.module
+        pipeline = self._family().pipeline(self.ir)
+        train_data, held = self.data.split(self.config.data.heldout)
+        cache = CaptionCache(pipeline.text, self.data.captions)
+        scheduler = pipeline.scheduler
+        batches = heldout_batches(scheduler, held, cache)
+        fixed_train = heldout_batches(scheduler, train_data, cache)  # fixed draws to measure each objective on
+        key = hash_json(
+            {
+                "kept": kept,
+                "config": self.config.model_dump(mode="json"),
+                "seed": self.ctx.seed,
+                "data": [self.data.source, self.data.captions, float(self.data.latents.double().sum())],
+            }
+        )[:16]
+        record: dict[str, Any] = {
+            "data": {
+                "source": self.data.source,
+                "train_latents": len(train_data.captions),
+                "heldout_latents": len(held.captions),
+            },
+            "fidelity_after_cut": fidelity(student, self.teacher, batches),
+            "stages": {},
+        }
+        figures: dict[str, str] = {}
+        self._score("pruning, no recovery")
+        if self.config.stage1 is not None:
+            before = fidelity(student, self.teacher, batches)
+            objective_before = stage1_objective(student, fixed_train)
+            result = run_stage1(
+                student, scheduler, train_data, cache, self.config.stage1, out_dir / f"stage1-{key}", self.ctx.seed
+            )
+            student.eval()
+            curve = out_dir / "stage1-loss.png"
+            objective = (objective_before, stage1_objective(student, fixed_train))
+            after = fidelity(student, self.teacher, batches)
+            record["stages"]["stage1"] = stage_record(result, before, after, objective, curve)
+            figures["stage1_loss"] = str(curve)
+            self._score("stage 1 (flow-matching fine-tune)")
+        if self.config.stage2 is not None:
+            stage = self.config.stage2
+            mapping = block_mapping(stage.mapping, kept, len(adapter.blocks(self.teacher)))
+            before = fidelity(student, self.teacher, batches)
+            objective_before = stage2_objective(student, self.teacher, adapter, mapping, stage, fixed_train)
+            result = run_stage2(
+                student,
+                self.teacher,
+                adapter,
+                mapping,
+                scheduler,
+                train_data,
+                cache,
+                stage,
+                out_dir / f"stage2-{key}",
+                self.ctx.seed,
+            )
+            student.eval()
+            curve = out_dir / "stage2-loss.png"
+            objective = (
+                objective_before,
+                stage2_objective(student, self.teacher, adapter, mapping, stage, fixed_train),
+            )
+            after = fidelity(student, self.teacher, batches)
+            record["stages"]["stage2"] = {
+                **stage_record(result, before, after, objective, curve),
+                "mapping": mapping,
+            }
+            figures["stage2_loss"] = str(curve)
+            self._score("stage 2 (distillation)")
+        if self.quality:
+            record["minibench"] = self.quality
+        record["figures"] = figures
+        return record
