@@ -116,9 +116,42 @@ def pass_section(record: dict[str, Any]) -> list[str]:
         for b in selection["blocks"]:
             score = "n/a" if b["score"] is None else f"{b['score']:.4g}"
             lines.append(f"| {b['index']} | {score} | {'yes' if b['removed'] else ''} | {b['why']} |")
+    recovery = report.get("recovery")
+    if recovery:
+        lines += recovery_lines(recovery)
     figures = report.get("figures") or {}
     if figures and not lines:
         lines += ["", f"## Pass {record['index']}: {record['name']}"]
     for name, path in figures.items():
         lines += ["", f"![{record['name']} {name}]({path})"]
+    return lines
+
+
+def recovery_lines(recovery: dict[str, Any]) -> list[str]:
+    """Recovery: the data it trained on, fidelity to the teacher and each objective per stage, MiniBench."""
+    data = recovery["data"]
+    cut = recovery["fidelity_after_cut"]
+    lines = [
+        "",
+        f"Recovery on {data['train_latents']} latents ({data['source']}), {data['heldout_latents']} held out for "
+        "fidelity to the unpruned teacher:",
+        "",
+        "| after | output cosine | relative error | objective (fixed batches) | loss first -> last step |",
+        "|---|---:|---:|---:|---:|",
+        f"| the cut | {cut['output_cosine']:.4f} | {cut['relative_error']:.4f} | | |",
+    ]
+    for name, st in recovery["stages"].items():
+        f, t = st["fidelity_after"], st["train"]
+        lines.append(
+            f"| {name} ({t['steps']} steps) | {f['output_cosine']:.4f} | {f['relative_error']:.4f} | "
+            f"{st['objective_before']:.4g} -> {st['objective_after']:.4g} | "
+            f"{t['loss_first']:.4g} -> {t['loss_last']:.4g} |"
+        )
+    scores = recovery.get("minibench") or []
+    if scores:
+        lines += ["", "| MiniBench after | total | " + " | ".join(scores[0]["parts"]) + " |"]
+        lines.append("|---|---:|" + "---:|" * len(scores[0]["parts"]))
+        for r in scores:
+            parts = " | ".join(f"{v:.3f}" for v in r["parts"].values())
+            lines.append(f"| {r['after']} | {r['total']:.3f} | {parts} |")
     return lines

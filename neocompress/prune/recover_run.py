@@ -61,7 +61,7 @@ class Recovery:
         else:
             pipeline = self._family().pipeline(self.ir)
             self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
-        self._score("teacher (before pruning)")
+        # MiniBench of the teacher is the recipe's `evaluate:` "before"; scoring it here again would repeat it
 
     def after_cut(self, kept: list[int], out_dir: Path) -> dict[str, Any]:
         assert self.teacher is not None and self.data is not None, "before_cut must run first"

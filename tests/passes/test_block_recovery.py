@@ -77,6 +77,10 @@ def test_report_names_the_data_and_carries_the_curves(recovered) -> None:
     assert set(figures) == {"importance", "stage1_loss", "stage2_loss"}
     assert all((recovered["_out"] / p).stat().st_size > 1000 for p in figures.values())
     assert "output_cosine" in rec["fidelity_after_cut"]
+    md = (recovered["_out"] / "report.md").read_text()
+    assert "Recovery on 4 latents (teacher samples), 2 held out" in md
+    assert "| stage1 (24 steps) |" in md and "| stage2 (24 steps) |" in md
+    assert "![block_prune stage2_loss](figures/00-block_prune-stage2_loss.png)" in md
 
 
 def test_block_mapping_modes() -> None:
