@@ -97,7 +97,14 @@ class Recovery:
             before = fidelity(student, self.teacher, batches)
             objective_before = stage1_objective(student, fixed_train)
             result = run_stage1(
-                student, scheduler, train_data, cache, self.config.stage1, out_dir / f"stage1-{key}", self.ctx.seed
+                student,
+                scheduler,
+                train_data,
+                cache,
+                self.config.stage1,
+                out_dir / f"stage1-{key}",
+                self.ctx.seed,
+                caption_dropout=self.config.data.caption_dropout,
             )
             student.eval()
             curve = out_dir / "stage1-loss.png"
@@ -122,6 +129,7 @@ class Recovery:
                 stage,
                 out_dir / f"stage2-{key}",
                 self.ctx.seed,
+                caption_dropout=self.config.data.caption_dropout,
             )
             student.eval()
             curve = out_dir / "stage2-loss.png"

@@ -62,6 +62,13 @@ class RecoveryDataConfig(PassConfig):
     )
     samples: int = Field(16, ge=2, description="teacher samples to generate when no latents are given")
     heldout: int = Field(2, ge=1, description="latents kept out of training to measure fidelity on")
+    caption_dropout: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="fraction of training captions replaced by the empty prompt, so the unconditional branch that "
+        "classifier-free guidance needs keeps training (Pyramid-Flow trains with the same dropout)",
+    )
 
 
 class RecoveryConfig(PassConfig):
@@ -159,13 +166,23 @@ class _Indices(torch.utils.data.Dataset):
 
 
 def draw_batch(
-    scheduler: Any, data: LatentData, cache: CaptionCache, idx: list[int], generator: torch.Generator | None = None
+    scheduler: Any,
+    data: LatentData,
+    cache: CaptionCache,
+    idx: list[int],
+    generator: torch.Generator | None = None,
+    caption_dropout: float = 0.0,
 ) -> FlowMatchingBatch:
-    """A flow-matching batch at a random (unit, stage) for the latents `idx`."""
+    """A flow-matching batch at a random (unit, stage) for the latents `idx`, each caption replaced by the empty
+    prompt with probability `caption_dropout`."""
     units = data.latents.shape[2]
     unit = int(torch.randint(units, (), generator=generator))
     stage = int(torch.randint(scheduler.stages, (), generator=generator))
-    text = cache.get([data.captions[i] for i in idx])
+    captions = [data.captions[i] for i in idx]
+    if caption_dropout > 0:
+        drop = torch.rand(len(idx), generator=generator) < caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+    text = cache.get(captions)
     return flow_matching_batch(scheduler, data.latents[idx], text, unit, stage, generator)
 
 
@@ -269,11 +286,12 @@ def run_stage1(
     work: Path,
     seed: int,
     progress: bool = False,
+    caption_dropout: float = 0.0,
 ) -> TrainResult:
     """Flow-matching fine-tuning of the student on `data`."""
 
     def loss_fn(batch: Tensor, step: int):
-        fm = draw_batch(scheduler, data, cache, batch.tolist())
+        fm = draw_batch(scheduler, data, cache, batch.tolist(), caption_dropout=caption_dropout)
         return F.mse_loss(fm.call(modules["student"]), fm.target), {}
 
     modules = {"student": student}
@@ -358,13 +376,14 @@ def run_stage2(
     work: Path,
     seed: int,
     progress: bool = False,
+    caption_dropout: float = 0.0,
 ) -> TrainResult:
     """Distillation from the frozen teacher: feature matching plus teacher and ground-truth flow matching."""
     teacher.eval().requires_grad_(False)
     with DistillHooks(student, teacher, adapter) as hooks:
 
         def loss_fn(batch: Tensor, step: int):
-            fm = draw_batch(scheduler, data, cache, batch.tolist())
+            fm = draw_batch(scheduler, data, cache, batch.tolist(), caption_dropout=caption_dropout)
             return distill_loss(modules["student"], teacher, hooks, mapping, stage, fm)
 
         modules = {"student": student}

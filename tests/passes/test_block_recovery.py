@@ -145,3 +145,19 @@ def test_bad_recovery_configs_fail_at_load(tmp_path: Path) -> None:
         load_recipe(_recipe(tmp_path, "      stage2: {mapping: nearest}\n"))
     with pytest.raises(RecipeError, match="steps"):
         load_recipe(_recipe(tmp_path, "      stage1: {steps: 0}\n"))
+
+
+def test_caption_dropout_trains_the_unconditional_branch() -> None:
+    """CFG needs the empty-prompt prediction: with dropout 1 every caption is the empty prompt, with 0 none."""
+    from neocompress.prune.recovery import draw_batch
+
+    ir = FAMILY.load("builtin:tiny-random")
+    pipe = FAMILY.pipeline(ir)
+    data = LatentData(torch.randn(4, 16, 2, 8, 8), ["a red circle"] * 4, "t")
+    cache = CaptionCache(pipe.text, data.captions)
+    empty, cond = cache.get([""]), cache.get(["a red circle"])
+    gen = torch.Generator().manual_seed(0)
+    dropped = draw_batch(pipe.scheduler, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.999)
+    kept = draw_batch(pipe.scheduler, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.0)
+    assert torch.equal(dropped.text.pooled, empty.pooled.expand(4, -1))
+    assert torch.equal(kept.text.pooled, cond.pooled.expand(4, -1))
