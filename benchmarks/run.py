@@ -50,6 +50,7 @@ def bench_tiny(work: Path) -> dict:
     noop = _timed([PY, "-c", "import neocompress.cli.main"])
     info = json.loads((work / "tiny-video" / "generate.json").read_text())
     return {
+        "block_prune": block_prune_record(Path(out) / "report.json"),
         "apply_cold_seconds": cold,
         "apply_warm_cache_seconds": warm,
         "generate_seconds_total": gen,
@@ -57,6 +58,31 @@ def bench_tiny(work: Path) -> dict:
         "nfe_per_video": info["nfe_per_video"],
         "cli_import_seconds": noop,
         "apply_warm_over_cold": warm / cold,
+    }
+
+
+def block_prune_record(report_path: Path) -> dict:
+    """What the demo's block_prune did: the cut, seconds, fidelity and MiniBench per recovery stage."""
+    report = json.loads(report_path.read_text())
+    (record,) = [p for p in report["passes"] if p["name"] == "block_prune"]
+    r = record["report"]
+    recovery = r.get("recovery", {})
+    return {
+        "seconds": record["seconds"],
+        "removed": r["removed"],
+        "params_before": r["params_before"],
+        "params_after": r["params_after"],
+        "fidelity": {
+            "after_cut": recovery.get("fidelity_after_cut"),
+            **{name: st["fidelity_after"] for name, st in recovery.get("stages", {}).items()},
+        },
+        "objective": {
+            name: [st["objective_before"], st["objective_after"]] for name, st in recovery.get("stages", {}).items()
+        },
+        "minibench_total": {
+            "before": report["quality"]["before"]["total"] if report.get("quality") else None,
+            **{m["after"]: m["total"] for m in recovery.get("minibench", [])},
+        },
     }
 
 
@@ -169,6 +195,16 @@ def summary_markdown(r: dict) -> str:
         f"- generate: {t['generate_seconds_total']:.2f} s in all, {t['generate_seconds_sampling_only']:.2f} s"
         f" sampling ({t['nfe_per_video']} NFE)",
     ]
+    bp = t.get("block_prune")
+    if bp:
+        fid = ", ".join(f"{k} {v['output_cosine']:.3f}" for k, v in bp["fidelity"].items() if v)
+        mini = ", ".join(f"{k}: {v:.3f}" for k, v in bp["minibench_total"].items() if v is not None)
+        lines += [
+            f"- block_prune (the demo's pass): removed blocks {bp['removed']}, denoiser params "
+            f"{bp['params_before']:,} -> {bp['params_after']:,}, {bp['seconds']:.0f} s with both recovery stages",
+            f"  - output cosine to the teacher: {fid}",
+            f"  - MiniBench total (32 prompts): {mini}",
+        ]
     mt = r.get("miniature_training", {})
     if mt.get("shipped"):
         ts = mt["timings_s"]
