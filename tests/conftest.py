@@ -18,7 +18,7 @@ from neocompress.models.pyramid_flow.tokenizers import SUBFOLDERS, tiny_tokenize
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RECIPE = REPO / "tests" / "data" / "tiny-random.yaml"  # recipes/tiny.yaml on the untrained tiny
+TINY_RECIPE = REPO / "tests" / "data" / "tiny-random.yaml"  # a fast remove_blocks recipe on the untrained tiny
 TINY_SEED = 0
 
 # The public folder of each component, and the weight file name the released checkpoint uses there.
