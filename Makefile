@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/neocompress plan recipes/tiny.yaml
 	$(BIN)/neocompress apply recipes/tiny.yaml --force --time
 	$(BIN)/neocompress generate out/tiny --output out/tiny-video --force
-	@echo "output: out/tiny (pipeline, report.md, params.png) and out/tiny-video (video_00.mp4, frames_00.png)"
+	@echo "output: out/tiny (pipeline, report.md, figures/, params.png) and out/tiny-video (video_00.mp4, frames_00.png)"
 
 test: setup
 	$(BIN)/python -m pytest -q
