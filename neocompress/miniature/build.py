@@ -49,6 +49,7 @@ class MiniatureRecipe:
     dit_steps: int = 12000
     dit_batch: int = 16
     seed: int = 0
+    dit_motion_fraction: float | None = None  # None: units drawn uniformly; else P(a later, motion unit)
 
 
 def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = True, log=print) -> dict:
@@ -115,6 +116,7 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
         batch_size=recipe.dit_batch,
         seed=recipe.seed,
         progress=progress,
+        motion_fraction=recipe.dit_motion_fraction,
     )
     timings["dit_s"] = time.perf_counter() - t2
 

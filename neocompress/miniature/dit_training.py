@@ -81,6 +81,7 @@ def train_denoiser(
     seed: int = 0,
     ema_decay: float | None = 0.999,
     progress: bool = True,
+    motion_fraction: float | None = None,
 ) -> TrainedDenoiser:
     scheduler = PyramidFlowScheduler()
     cache = CaptionCache(text, data.captions)
@@ -101,7 +102,10 @@ def train_denoiser(
     def loss_fn(batch: torch.Tensor, step: int):
         idx = batch.tolist()
         captions = [data.captions[i] if torch.rand(()) >= CAPTION_DROPOUT else "" for i in idx]
-        unit = int(torch.randint(units, ()))
+        if motion_fraction is None or units < 2:
+            unit = int(torch.randint(units, ()))
+        else:  # the later (motion) units drawn with probability motion_fraction, the first image unit otherwise
+            unit = 1 + int(torch.randint(units - 1, ())) if float(torch.rand(())) < motion_fraction else 0
         stage = int(torch.randint(scheduler.stages, ()))
         return flow_matching_loss(modules["denoiser"], scheduler, data.latents[idx], cache.get(captions), unit, stage)
 
