@@ -17,37 +17,12 @@ import torch.nn.functional as F
 
 from neocompress.miniature.latents_data import LatentSet
 from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
-from neocompress.models.pyramid_flow.objective import flow_matching_batch
+from neocompress.models.pyramid_flow.objective import CaptionCache, Indices, flow_matching_batch
 from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.train import TrainConfig, TrainResult, train
 
 CAPTION_DROPOUT = 0.1
-
-
-class CaptionCache:
-    """Text embeddings of every distinct caption, computed once by the frozen text bundle."""
-
-    def __init__(self, text: TextBundle, captions: list[str]):
-        unique = sorted(set(captions) | {""})
-        emb = text.encode(unique)
-        self.index = {c: i for i, c in enumerate(unique)}
-        self.emb = emb
-
-    def get(self, captions: list[str]) -> TextEmbeddings:
-        idx = torch.tensor([self.index[c] for c in captions])
-        return TextEmbeddings(self.emb.pooled[idx], self.emb.tokens[idx], self.emb.mask[idx])
-
-
-class _Indices(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 def flow_matching_loss(
@@ -110,5 +85,5 @@ def train_denoiser(
         return flow_matching_loss(modules["denoiser"], scheduler, data.latents[idx], cache.get(captions), unit, stage)
 
     modules = {"denoiser": denoiser}
-    result = train(config, modules, loss_fn, _Indices(len(data.captions)), work_dir, progress=progress)
+    result = train(config, modules, loss_fn, Indices(len(data.captions)), work_dir, progress=progress)
     return TrainedDenoiser(denoiser.eval(), result)

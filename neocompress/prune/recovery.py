@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import PassConfig
 from neocompress.models.adapter import BlockAdapter
-from neocompress.models.pyramid_flow.objective import FlowMatchingBatch, flow_matching_batch
-from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
+from neocompress.models.pyramid_flow.objective import CaptionCache, FlowMatchingBatch, Indices, flow_matching_batch
 from neocompress.train import TrainConfig, TrainResult, plot_losses, train
 
 HELDOUT_SEED = 1234  # the fidelity inputs are the same before and after every stage
@@ -138,31 +137,6 @@ def teacher_latents(pipeline: Any, prompts: Sequence[str], count: int, *, seed: 
         pipeline.sample_latents(captions[i : i + 4], seed=seed + i, schedule=schedule) for i in range(0, count, 4)
     ]
     return LatentData(torch.cat(chunks).float(), captions, "teacher samples")
-
-
-class CaptionCache:
-    """Text embeddings of every distinct caption (and the empty prompt), computed once by the frozen bundle."""
-
-    def __init__(self, text: TextBundle, captions: Sequence[str]):
-        unique = sorted(set(captions) | {""})
-        with torch.no_grad():
-            self.emb = text.encode(unique)
-        self.index = {c: i for i, c in enumerate(unique)}
-
-    def get(self, captions: Sequence[str]) -> TextEmbeddings:
-        idx = torch.tensor([self.index[c] for c in captions])
-        return TextEmbeddings(self.emb.pooled[idx], self.emb.tokens[idx], self.emb.mask[idx])
-
-
-class _Indices(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 def draw_batch(
@@ -296,7 +270,7 @@ def run_stage1(
 
     modules = {"student": student}
     return train(
-        stage_train_config(stage, seed), modules, loss_fn, _Indices(len(data.captions)), work, progress=progress
+        stage_train_config(stage, seed), modules, loss_fn, Indices(len(data.captions)), work, progress=progress
     )
 
 
@@ -388,7 +362,7 @@ def run_stage2(
 
         modules = {"student": student}
         config = stage_train_config(stage, seed)
-        return train(config, modules, loss_fn, _Indices(len(data.captions)), work, progress=progress)
+        return train(config, modules, loss_fn, Indices(len(data.captions)), work, progress=progress)
 
 
 def stage_record(

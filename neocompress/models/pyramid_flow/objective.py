@@ -7,6 +7,7 @@ corrupted temporal-pyramid history (reference section 2); a copy per caller woul
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from neocompress.models.pyramid_flow.history import corrupt_history, history_for
 from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
-from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
+from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 
 
 @dataclass
@@ -61,3 +62,30 @@ def flow_matching_batch(
     if timestep.dim() == 0:
         timestep = timestep.expand(z.shape[0])
     return FlowMatchingBatch([*history, x_t], timestep, v_target, text, unit, stage)
+
+
+class CaptionCache:
+    """Text embeddings of every distinct caption (and the empty prompt), computed once by the frozen bundle."""
+
+    def __init__(self, text: TextBundle, captions: Sequence[str]):
+        unique = sorted(set(captions) | {""})
+        with torch.no_grad():
+            self.emb = text.encode(unique)
+        self.index = {c: i for i, c in enumerate(unique)}
+
+    def get(self, captions: Sequence[str]) -> TextEmbeddings:
+        idx = torch.tensor([self.index[c] for c in captions])
+        return TextEmbeddings(self.emb.pooled[idx], self.emb.tokens[idx], self.emb.mask[idx])
+
+
+class Indices(torch.utils.data.Dataset):
+    """Item i is i: the engine's seeded order over a tensor of latents that the loss indexes itself."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
