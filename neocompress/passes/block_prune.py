@@ -141,7 +141,8 @@ class BlockPrune(Pass):
             raise VerificationError("; ".join(str(p) for p in problems))
         cfg = self.config
         importance, cached = self._importance(ir, ctx)
-        selection = self._select(ir, importance)
+        ranking = importance.combined(cfg.weights)
+        selection = self._select(ir, ranking)
         recovery = None
         if cfg.recovery is not None and selection.removed:
             from neocompress.prune.recover_run import Recovery
@@ -160,7 +161,6 @@ class BlockPrune(Pass):
         if recovery is not None:
             recovered = recovery.after_cut(result.report["kept_original_indices"], out_dir)
             figures.update(recovered.pop("figures"))
-        ranking = importance.combined(cfg.weights)
         report = {
             **result.report,
             "importance": {**importance.to_dict(), "cached": cached, "weights": cfg.weights},
@@ -215,17 +215,15 @@ class BlockPrune(Pass):
             raise UserInputError(f"block_prune needs calibration prompts: data.prompts.{cal.prompts} is not set")
         return prompts[: cal.count] if cal.count else prompts
 
-    def _select(self, ir: PipelineIR, importance: BlockImportance) -> Selection:
+    def _select(self, ir: PipelineIR, scores: list[float]) -> Selection:
+        """The configured cut on `scores` (one per block, higher = more important)."""
         cfg = self.config
         comp = ir[cfg.component]
-        blocks = list(comp.extras["block_adapter"].blocks(comp.module))
-        protected = resolve_protected(cfg.protect, len(blocks))
-        costs, fixed = None, 0.0
-        if cfg.budget is not None:
-            costs, fixed = self._costs(ir, cfg.budget.metric)
+        protected = resolve_protected(cfg.protect, len(comp.extras["block_adapter"].blocks(comp.module)))
+        costs, fixed = (None, 0.0) if cfg.budget is None else self._costs(ir, cfg.budget.metric)
         try:
             return select_blocks(
-                importance.combined(cfg.weights),
+                scores,
                 protected=protected,
                 remove=cfg.remove,
                 keep=cfg.keep,
@@ -253,23 +251,8 @@ class BlockPrune(Pass):
         cfg = self.config
         comp = ir[cfg.component]
         n = len(comp.extras["block_adapter"].blocks(comp.module))
-        protected = resolve_protected(cfg.protect, n)
-        if cfg.indices is not None:
-            drop = list(cfg.indices)
-        else:
-            fake = [float(n - i) for i in range(n)]  # deeper = less important, for a count only
-            costs, fixed = (None, 0.0) if cfg.budget is None else self._costs(ir, cfg.budget.metric)
-            drop = list(
-                select_blocks(
-                    fake,
-                    protected=protected,
-                    remove=cfg.remove,
-                    keep=cfg.keep,
-                    budget=cfg.budget.fraction if cfg.budget else None,
-                    block_costs=costs,
-                    fixed_cost=fixed,
-                ).removed
-            )
+        depth_order = [float(n - i) for i in range(n)]  # deeper = less important: only the count matters here
+        drop = list(self._select(ir, depth_order).removed)
         if not drop:
             return PassResult(ir, False, {"component": cfg.component, "removed": []})
         result = RemoveBlocks(RemoveBlocksConfig(indices=drop, component=cfg.component)).run(ir, ctx)

@@ -82,19 +82,20 @@ class Recovery:
                 "data": [self.data.source, self.data.captions, float(self.data.latents.double().sum())],
             }
         )[:16]
+        current = fidelity(student, self.teacher, batches)  # what each next stage starts from
         record: dict[str, Any] = {
             "data": {
                 "source": self.data.source,
                 "train_latents": len(train_data.captions),
                 "heldout_latents": len(held.captions),
             },
-            "fidelity_after_cut": fidelity(student, self.teacher, batches),
+            "fidelity_after_cut": current,
             "stages": {},
         }
         figures: dict[str, str] = {}
         self._score("pruning, no recovery")
         if self.config.stage1 is not None:
-            before = fidelity(student, self.teacher, batches)
+            before = current
             objective_before = stage1_objective(student, fixed_train)
             result = run_stage1(
                 student,
@@ -109,14 +110,14 @@ class Recovery:
             student.eval()
             curve = out_dir / "stage1-loss.png"
             objective = (objective_before, stage1_objective(student, fixed_train))
-            after = fidelity(student, self.teacher, batches)
+            after = current = fidelity(student, self.teacher, batches)
             record["stages"]["stage1"] = stage_record(result, before, after, objective, curve)
             figures["stage1_loss"] = str(curve)
             self._score("stage 1 (flow-matching fine-tune)")
         if self.config.stage2 is not None:
             stage = self.config.stage2
             mapping = block_mapping(stage.mapping, kept, len(adapter.blocks(self.teacher)))
-            before = fidelity(student, self.teacher, batches)
+            before = current
             objective_before = stage2_objective(student, self.teacher, adapter, mapping, stage, fixed_train)
             result = run_stage2(
                 student,
