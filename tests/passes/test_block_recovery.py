@@ -133,7 +133,8 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     run(tmp_path / "split", steps=8)
     import shutil
 
-    ckpts = sorted((tmp_path / "split" / "checkpoints").iterdir())
+    ckpts = sorted((tmp_path / "split" / "checkpoints").iterdir(), key=lambda c: int(c.name.split("-")[1]))
+    assert len(ckpts) >= 2 and int(ckpts[0].name.split("-")[1]) < 8, "need a mid-run checkpoint to resume from"
     for c in ckpts[1:]:
         shutil.rmtree(c)  # keep only the earliest checkpoint, as if the run had died after it
     resumed = run(tmp_path / "split")
