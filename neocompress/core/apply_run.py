@@ -18,6 +18,7 @@ from neocompress.analysis.report import write_report
 from neocompress.core.atomic import atomic_directory, refuse_existing
 from neocompress.core.cache import PassCache
 from neocompress.core.context import PassContext
+from neocompress.core.figures import reported_figures
 from neocompress.core.instruments import Instrument
 from neocompress.core.manager import PassManager, RunOutcome
 from neocompress.core.versions import tool_versions
@@ -117,15 +118,9 @@ def _collect_figures(records: list) -> dict[str, Path]:
     picture whose file is gone (a resumed run whose scratch was cleaned) is dropped from the report."""
     out: dict[str, Path] = {}
     for r in records:
-        figures = r.report.get("figures")
-        if not figures:
+        if not r.report.get("figures"):
             continue
-        for name, path in list(figures.items()):
-            source = Path(path)
-            if not source.is_file():
-                del figures[name]
-                continue
-            relative = f"figures/{r.index:02d}-{r.name}-{name}{source.suffix}"
-            out[relative] = source
-            figures[name] = relative
+        kept = reported_figures(r)
+        r.report["figures"] = {name: f"figures/{file}" for name, (_, file) in kept.items()}
+        out.update({f"figures/{file}": source for source, file in kept.values()})
     return out

@@ -17,6 +17,7 @@ from typing import Any
 from neocompress.core.cache import step_key
 from neocompress.core.context import PassContext
 from neocompress.core.errors import NeocompressError, PassError
+from neocompress.core.figures import reported_figures
 from neocompress.core.pass_base import Pass, PassResult
 from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
@@ -147,7 +148,7 @@ class PassManager:
             if cache is not None:
                 # Pictures the pass reported move into the entry (they outlive the run's scratch directory),
                 # and the record points at those copies before it is written anywhere.
-                figures = _figure_sources(record)
+                figures = reported_figures(record)
                 final = cache.path(keys[i]) / "figures"
                 record.report["figures"] = {
                     **record.report.get("figures", {}),
@@ -171,14 +172,3 @@ class PassManager:
                 cache.store(keys[i], entry, write)
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
-
-
-def _figure_sources(record: RunRecord) -> dict[str, tuple[Path, str]]:
-    """The pictures a pass reported (`report["figures"]`: name -> path) that exist: name -> (path, file name
-    in a cache entry's figures/ folder)."""
-    out = {}
-    for name, path in (record.report.get("figures") or {}).items():
-        source = Path(path)
-        if source.is_file():
-            out[name] = (source, f"{record.index:02d}-{record.name}-{name}{source.suffix}")
-    return out
