@@ -134,7 +134,9 @@ def recovery_lines(recovery: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"Recovery on {data['train_latents']} latents ({data['source']}), {data['heldout_latents']} held out for "
-        "fidelity to the unpruned teacher:",
+        "fidelity to the unpruned teacher"
+        + (f"; text conditioning: {data['text_conditioning']}" if data.get("text_conditioning") else "")
+        + ":",
         "",
         "| after | output cosine | relative error | objective (fixed batches) | loss first -> last step |",
         "|---|---:|---:|---:|---:|",

@@ -62,6 +62,13 @@ class ModelFamily(ABC):
     def pipeline(self, ir: PipelineIR) -> Any:
         """A runnable generation pipeline over `ir` (its `generate(prompts, ...)` returns videos)."""
 
+    supports_minibench = True  # MiniBench judges videos of the procedural world
+    text_conditioning: str | None = None  # None: the model's own text encoders; else what stands in for them
+
+    def sampler_problems(self, first: list[int] | None, later: list[int] | None) -> dict[str, str]:
+        """Problems of per-stage step counts (a pass's `first:` / `later:`) for this family's sampler."""
+        return {}
+
     def check_source(self, source: str) -> None:
         if source.startswith("builtin:"):
             known = self.builtin_sources()
@@ -77,6 +84,8 @@ class ModelFamily(ABC):
 
 _FAMILIES: dict[str, str] = {
     "pyramid-flow": "neocompress.models.pyramid_flow.family:PyramidFlowFamily",
+    "diffusers-sd3": "neocompress.models.diffusers_mmdit.family:SD3Family",
+    "diffusers-flux": "neocompress.models.diffusers_mmdit.family:FluxFamily",
 }
 
 

@@ -95,7 +95,7 @@ class BlockPrune(Pass):
         if adapter is None:
             return [Problem(f"component '{cfg.component}' has no transformer blocks to prune", path="component")]
         n = len(adapter.blocks(comp.module))
-        problems = []
+        problems = self._family_problems(ir)
         unknown = sorted(set(cfg.weights) - set(adapter.streams()))
         if unknown:
             streams = ", ".join(adapter.streams())
@@ -127,6 +127,24 @@ class BlockPrune(Pass):
                 problems.append(Problem(f"cannot remove all {n} blocks", path="indices"))
         return problems
 
+    def _family_problems(self, ir: PipelineIR) -> list[Problem]:
+        from neocompress.models.family import get_family
+
+        family = get_family(ir.family)
+        cal = self.config.calibration
+        problems = [
+            Problem(m, path=f"calibration.{k}") for k, m in family.sampler_problems(cal.first, cal.later).items()
+        ]
+        if self.config.recovery is not None and self.config.recovery.evaluate and not family.supports_minibench:
+            problems.append(
+                Problem(
+                    f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it "
+                    "(set evaluate: null)",
+                    path="recovery.evaluate",
+                )
+            )
+        return problems
+
     def data_needs(self) -> dict[str, str]:
         return {"calibration.prompts": self.config.calibration.prompts}
 
@@ -139,6 +157,8 @@ class BlockPrune(Pass):
         problems = self.check(ir)
         if problems:
             raise VerificationError("; ".join(str(p) for p in problems))
+        from neocompress.models.family import get_family
+
         cfg = self.config
         importance, cached = self._importance(ir, ctx)
         ranking = importance.combined(cfg.weights)
@@ -163,7 +183,12 @@ class BlockPrune(Pass):
             figures.update(recovered.pop("figures"))
         report = {
             **result.report,
-            "importance": {**importance.to_dict(), "cached": cached, "weights": cfg.weights},
+            "importance": {
+                **importance.to_dict(),
+                "cached": cached,
+                "weights": cfg.weights,
+                "text_conditioning": get_family(ir.family).text_conditioning,
+            },
             "selection": selection.to_dict(ranking),
             "figures": figures,
         }

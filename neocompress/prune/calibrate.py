@@ -48,7 +48,7 @@ def measure_importance(
     """Run `pipeline.generate` over every (prompt, sample) with the meter attached to `component`'s blocks."""
     comp = ir[component]
     adapter = comp.extras["block_adapter"]
-    stages = pipeline.scheduler.stages
+    stages = pipeline.stages
     jobs = [(p, s) for s in range(samples) for p in prompts]
     meter = ImportanceMeter(adapter.blocks(comp.module), adapter, stages)
 

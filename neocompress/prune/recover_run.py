@@ -57,7 +57,7 @@ class Recovery:
         self.teacher = copy.deepcopy(comp.module).eval().requires_grad_(False)
         cfg = self.config.data
         if cfg.latents is not None:
-            self.data = load_latent_file(cfg.latents)
+            self.data = load_latent_file(cfg.latents, self._family().pipeline(self.ir).latent_dims)
         else:
             pipeline = self._family().pipeline(self.ir)
             self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
@@ -71,9 +71,9 @@ class Recovery:
         pipeline = self._family().pipeline(self.ir)
         train_data, held = self.data.split(self.config.data.heldout)
         cache = CaptionCache(pipeline.text, self.data.captions)
-        scheduler = pipeline.scheduler
-        batches = heldout_batches(scheduler, held, cache)
-        fixed_train = heldout_batches(scheduler, train_data, cache)  # fixed draws to measure each objective on
+        objective = pipeline.objective
+        batches = heldout_batches(objective, held, cache)
+        fixed_train = heldout_batches(objective, train_data, cache)  # fixed draws to measure each objective on
         key = hash_json(
             {
                 "kept": kept,
@@ -88,6 +88,7 @@ class Recovery:
                 "source": self.data.source,
                 "train_latents": len(train_data.captions),
                 "heldout_latents": len(held.captions),
+                "text_conditioning": self._family().text_conditioning,
             },
             "fidelity_after_cut": current,
             "stages": {},
@@ -99,7 +100,7 @@ class Recovery:
             objective_before = stage1_objective(student, fixed_train)
             result = run_stage1(
                 student,
-                scheduler,
+                objective,
                 train_data,
                 cache,
                 self.config.stage1,
@@ -109,9 +110,9 @@ class Recovery:
             )
             student.eval()
             curve = out_dir / "stage1-loss.png"
-            objective = (objective_before, stage1_objective(student, fixed_train))
+            measured = (objective_before, stage1_objective(student, fixed_train))
             after = current = fidelity(student, self.teacher, batches)
-            record["stages"]["stage1"] = stage_record(result, before, after, objective, curve)
+            record["stages"]["stage1"] = stage_record(result, before, after, measured, curve)
             figures["stage1_loss"] = str(curve)
             self._score("stage 1 (flow-matching fine-tune)")
         if self.config.stage2 is not None:
@@ -124,7 +125,7 @@ class Recovery:
                 self.teacher,
                 adapter,
                 mapping,
-                scheduler,
+                objective,
                 train_data,
                 cache,
                 stage,
@@ -134,13 +135,13 @@ class Recovery:
             )
             student.eval()
             curve = out_dir / "stage2-loss.png"
-            objective = (
+            measured = (
                 objective_before,
                 stage2_objective(student, self.teacher, adapter, mapping, stage, fixed_train),
             )
             after = fidelity(student, self.teacher, batches)
             record["stages"]["stage2"] = {
-                **stage_record(result, before, after, objective, curve),
+                **stage_record(result, before, after, measured, curve),
                 "mapping": mapping,
             }
             figures["stage2_loss"] = str(curve)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import PassConfig
 from neocompress.models.adapter import BlockAdapter
-from neocompress.models.pyramid_flow.objective import CaptionCache, FlowMatchingBatch, Indices, flow_matching_batch
+from neocompress.models.pyramid_flow.objective import CaptionCache, FlowMatchingBatch, Indices
 from neocompress.train import TrainConfig, TrainResult, plot_losses, train
 
 HELDOUT_SEED = 1234  # the fidelity inputs are the same before and after every stage
@@ -101,7 +101,7 @@ class LatentData:
         )
 
 
-def load_latent_file(path: str) -> LatentData:
+def load_latent_file(path: str, dims: int = 5) -> LatentData:
     """A user's latents: tensor 'latents' and metadata 'captions' in one safetensors file; checked up front."""
     from safetensors import safe_open
 
@@ -122,10 +122,11 @@ def load_latent_file(path: str) -> LatentData:
         captions = json.loads(meta["captions"])
     except (KeyError, ValueError):
         raise UserInputError(f"recovery.data.latents: '{path}' needs metadata 'captions', a JSON list") from None
-    if latents.dim() != 5 or not isinstance(captions, list) or len(captions) != latents.shape[0]:
+    if latents.dim() != dims or not isinstance(captions, list) or len(captions) != latents.shape[0]:
+        layout = "[N, C, units, h, w]" if dims == 5 else "[N, C, h, w]"
         raise UserInputError(
             f"recovery.data.latents: '{path}' holds latents {tuple(latents.shape)} and {len(captions)} captions; "
-            "expected [N, C, units, h, w] and N captions"
+            f"expected {layout} and N captions"
         )
     return LatentData(latents, [str(c) for c in captions], str(file))
 
@@ -140,31 +141,29 @@ def teacher_latents(pipeline: Any, prompts: Sequence[str], count: int, *, seed: 
 
 
 def draw_batch(
-    scheduler: Any,
+    objective: Any,
     data: LatentData,
     cache: CaptionCache,
     idx: list[int],
     generator: torch.Generator | None = None,
     caption_dropout: float = 0.0,
 ) -> FlowMatchingBatch:
-    """A flow-matching batch at a random (unit, stage) for the latents `idx`, each caption replaced by the empty
-    prompt with probability `caption_dropout`."""
-    units = data.latents.shape[2]
-    unit = int(torch.randint(units, (), generator=generator))
-    stage = int(torch.randint(scheduler.stages, (), generator=generator))
+    """A flow-matching batch of the model's objective (for Pyramid-Flow: at a random unit and stage) for the
+    latents `idx`, each caption replaced by the empty prompt with probability `caption_dropout`."""
+    latents = data.latents[idx]
+    pick = objective.pick(latents, generator)
     captions = [data.captions[i] for i in idx]
     if caption_dropout > 0:
         drop = torch.rand(len(idx), generator=generator) < caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
-    text = cache.get(captions)
-    return flow_matching_batch(scheduler, data.latents[idx], text, unit, stage, generator)
+    return objective.batch(latents, cache.get(captions), pick, generator)
 
 
-def heldout_batches(scheduler: Any, data: LatentData, cache: CaptionCache, repeats: int = 6) -> list[FlowMatchingBatch]:
+def heldout_batches(objective: Any, data: LatentData, cache: CaptionCache, repeats: int = 6) -> list[FlowMatchingBatch]:
     """Fixed inputs for fidelity: every held-out latent, at `repeats` seeded (unit, stage, sigma) draws."""
     gen = torch.Generator().manual_seed(HELDOUT_SEED)
     every = list(range(len(data.captions)))
-    return [draw_batch(scheduler, data, cache, every, gen) for _ in range(repeats)]
+    return [draw_batch(objective, data, cache, every, gen) for _ in range(repeats)]
 
 
 @torch.no_grad()
@@ -253,7 +252,7 @@ def stage_train_config(stage: StageConfig, seed: int) -> TrainConfig:
 
 def run_stage1(
     student: nn.Module,
-    scheduler: Any,
+    objective: Any,
     data: LatentData,
     cache: CaptionCache,
     stage: StageConfig,
@@ -265,7 +264,7 @@ def run_stage1(
     """Flow-matching fine-tuning of the student on `data`."""
 
     def loss_fn(batch: Tensor, step: int):
-        fm = draw_batch(scheduler, data, cache, batch.tolist(), caption_dropout=caption_dropout)
+        fm = draw_batch(objective, data, cache, batch.tolist(), caption_dropout=caption_dropout)
         return F.mse_loss(fm.call(modules["student"]), fm.target), {}
 
     modules = {"student": student}
@@ -343,7 +342,7 @@ def run_stage2(
     teacher: nn.Module,
     adapter: BlockAdapter,
     mapping: Sequence[int],
-    scheduler: Any,
+    objective: Any,
     data: LatentData,
     cache: CaptionCache,
     stage: DistillStageConfig,
@@ -357,7 +356,7 @@ def run_stage2(
     with DistillHooks(student, teacher, adapter) as hooks:
 
         def loss_fn(batch: Tensor, step: int):
-            fm = draw_batch(scheduler, data, cache, batch.tolist(), caption_dropout=caption_dropout)
+            fm = draw_batch(objective, data, cache, batch.tolist(), caption_dropout=caption_dropout)
             return distill_loss(modules["student"], teacher, hooks, mapping, stage, fm)
 
         modules = {"student": student}

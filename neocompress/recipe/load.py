@@ -133,6 +133,12 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
             read_prompt_source(prompt_set.source)
         except NeocompressError as e:
             problems.append(problem(str(e), ("data", "prompts", name, "source")))
+    if m.evaluate is not None and not family.supports_minibench:
+        problems.append(
+            problem(
+                f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it", ("evaluate",)
+            )
+        )
     if m.generate is not None:
         for key, message in family.check_generate(ir, m.generate).items():
             problems.append(problem(message, ("generate", key)))

@@ -72,7 +72,12 @@ def test_stage2_moves_the_student_towards_the_teacher(recovered) -> None:
 
 def test_report_names_the_data_and_carries_the_curves(recovered) -> None:
     rec = recovered["recovery"]
-    assert rec["data"] == {"source": "teacher samples", "train_latents": 4, "heldout_latents": 2}
+    assert rec["data"] == {
+        "source": "teacher samples",
+        "train_latents": 4,
+        "heldout_latents": 2,
+        "text_conditioning": None,  # Pyramid-Flow conditions through its own text encoders
+    }
     figures = recovered["figures"]
     assert set(figures) == {"importance", "stage1_loss", "stage2_loss"}
     assert all((recovered["_out"] / p).stat().st_size > 1000 for p in figures.values())
@@ -125,7 +130,7 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
         student = FAMILY.load("builtin:tiny-random")["denoiser"].module
         torch.manual_seed(0)
         cfg = stage if steps is None else stage.model_copy(update={"steps": steps})
-        run_stage1(student, pipe.scheduler, data, cache, cfg, work, seed=0)
+        run_stage1(student, pipe.objective, data, cache, cfg, work, seed=0)
         return student.state_dict()
 
     whole = run(tmp_path / "whole")
@@ -158,7 +163,7 @@ def test_caption_dropout_trains_the_unconditional_branch() -> None:
     cache = CaptionCache(pipe.text, data.captions)
     empty, cond = cache.get([""]), cache.get(["a red circle"])
     gen = torch.Generator().manual_seed(0)
-    dropped = draw_batch(pipe.scheduler, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.999)
-    kept = draw_batch(pipe.scheduler, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.0)
+    dropped = draw_batch(pipe.objective, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.999)
+    kept = draw_batch(pipe.objective, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.0)
     assert torch.equal(dropped.text.pooled, empty.pooled.expand(4, -1))
     assert torch.equal(kept.text.pooled, cond.pooled.expand(4, -1))

@@ -64,6 +64,25 @@ def flow_matching_batch(
     return FlowMatchingBatch([*history, x_t], timestep, v_target, text, unit, stage)
 
 
+class PyramidFlowObjective:
+    """The training draw as passes use it: `pick` chooses the (unit, stage) of a step, `batch` builds the
+    flow-matching input for it. Two calls, so a caller can draw its own randomness (caption dropout) in between
+    and a seeded run repeats exactly."""
+
+    def __init__(self, scheduler: PyramidFlowScheduler):
+        self.scheduler = scheduler
+
+    def pick(self, latents: Tensor, generator: torch.Generator | None = None) -> dict[str, int]:
+        unit = int(torch.randint(latents.shape[2], (), generator=generator))
+        stage = int(torch.randint(self.scheduler.stages, (), generator=generator))
+        return {"unit": unit, "stage": stage}
+
+    def batch(
+        self, latents: Tensor, text: TextEmbeddings, pick: dict[str, int], generator: torch.Generator | None = None
+    ) -> FlowMatchingBatch:
+        return flow_matching_batch(self.scheduler, latents, text, pick["unit"], pick["stage"], generator)
+
+
 class CaptionCache:
     """Text embeddings of every distinct caption (and the empty prompt), computed once by the frozen bundle."""
 

@@ -13,6 +13,7 @@ import torch
 
 from neocompress.core.errors import UserInputError
 from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.models.pyramid_flow.objective import PyramidFlowObjective
 from neocompress.models.pyramid_flow.sampling import pyramidal_sample
 from neocompress.models.pyramid_flow.scheduler import StepSchedule
 from neocompress.models.pyramid_flow.spec import PyramidFlowSpec, override_schedule
@@ -38,6 +39,10 @@ class TextToVideoPipeline:
         self.scheduler = ir["scheduler"].extras["object"]
         self.schedule: StepSchedule = ir["scheduler"].extras["schedule"]
         self.latent_norm = ir["vae_decoder"].extras["latent_norm"]
+        self.stages = self.scheduler.stages
+        self.objective = PyramidFlowObjective(self.scheduler)
+
+    latent_dims = 5  # [B, C, units, h, w]
 
     def default_prompt(self) -> str:
         return DEFAULT_PROMPT
