@@ -40,6 +40,20 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
 )
 @click.option("--dit-steps", type=int, default=MiniatureRecipe.dit_steps, show_default=True)
 @click.option("--dit-batch", type=int, default=MiniatureRecipe.dit_batch, show_default=True)
+@click.option(
+    "--dit-motion-steps",
+    type=click.IntRange(min=0),
+    default=MiniatureRecipe.dit_motion_steps,
+    show_default=True,
+    help="MMDiT steps of a second phase that mostly trains the later (motion) latent frames; 0 skips it.",
+)
+@click.option(
+    "--dit-motion-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=MiniatureRecipe.dit_motion_fraction,
+    show_default=True,
+    help="Probability that a motion-phase step trains a later latent frame rather than the first.",
+)
 @click.option("--seed", type=int, default=MiniatureRecipe.seed, show_default=True)
 @click.option("--ship", "do_ship", is_flag=True, help="Copy the result into the package as builtin:tiny.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -55,6 +69,8 @@ def command(
     latents: int,
     dit_steps: int,
     dit_batch: int,
+    dit_motion_steps: int,
+    dit_motion_fraction: float,
     seed: int,
     do_ship: bool,
     progress: bool,
@@ -78,17 +94,19 @@ def command(
     if vae_crop % 8 or vae_crop > 64:
         raise click.BadParameter(f"must be a multiple of 8 and at most 64, got {vae_crop}", param_hint="--vae-crop")
     recipe = MiniatureRecipe(
-        vae_image_steps,
-        vae_image_batch,
-        vae_crop_steps,
-        vae_crop_batch,
-        vae_crop,
-        vae_steps,
-        vae_batch,
-        latents,
-        dit_steps,
-        dit_batch,
-        seed,
+        vae_image_steps=vae_image_steps,
+        vae_image_batch=vae_image_batch,
+        vae_crop_steps=vae_crop_steps,
+        vae_crop_batch=vae_crop_batch,
+        vae_crop=vae_crop,
+        vae_steps=vae_steps,
+        vae_batch=vae_batch,
+        latents=latents,
+        dit_steps=dit_steps,
+        dit_batch=dit_batch,
+        seed=seed,
+        dit_motion_steps=dit_motion_steps,
+        dit_motion_fraction=dit_motion_fraction,
     )
     summary = build_miniature(Path(output), recipe, progress=progress, log=console.print)
     t = summary["timings_s"]
