@@ -94,6 +94,49 @@ def write_denoiser(path: str) -> dict:
     return {"bytes": write_synthetic_denoiser(Path(path))}
 
 
+def write_denoiser_bf16(path: str) -> dict:
+    """The full-size denoiser with random bf16 weights (N(0, 0.02)) in one safetensors file, as published."""
+    import torch
+    from safetensors.torch import save_file
+
+    from neocompress.models.pyramid_flow.denoiser import PyramidFlowMMDiT
+    from neocompress.models.pyramid_flow.denoiser_config import DenoiserConfig
+
+    cfg = DenoiserConfig.pyramid_flow_sd3()
+    with torch.device("meta"):
+        skeleton = PyramidFlowMMDiT(cfg)
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        k: torch.empty(t.shape).normal_(0, 0.02, generator=gen).bfloat16() for k, t in skeleton.state_dict().items()
+    }
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_file(tensors, str(folder / "diffusion_pytorch_model.safetensors"))
+    return {"bytes": (folder / "diffusion_pytorch_model.safetensors").stat().st_size}
+
+
+def copy_once(src: str, dst: str) -> dict:
+    """The baseline: copy the checkpoint file once (what any tool that rewrites the file must at least do)."""
+    import shutil
+
+    t0 = time.perf_counter()
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(
+        Path(src) / "diffusion_pytorch_model.safetensors", Path(dst) / "diffusion_pytorch_model.safetensors"
+    )
+    return {"seconds": time.perf_counter() - t0}
+
+
+def stream_prune(src: str, dst: str, remove: str) -> dict:
+    """24 -> 18 blocks by streaming tensors (the last block among those removed, so one block is converted)."""
+    from neocompress.prune.streaming import stream_prune_denoiser
+
+    t0 = time.perf_counter()
+    result = stream_prune_denoiser(src, dst, [int(x) for x in remove.split(",")], force=True)
+    return {"seconds": time.perf_counter() - t0, **result.to_dict()}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     t0 = time.perf_counter()
@@ -101,6 +144,9 @@ if __name__ == "__main__":
         "analysis_full_size": analysis_full_size,
         "load_denoiser": load_denoiser,
         "write_denoiser": write_denoiser,
+        "write_denoiser_bf16": write_denoiser_bf16,
+        "copy_once": copy_once,
+        "stream_prune": stream_prune,
     }
     result = measures[name](*args)
     result.update(wall_seconds=time.perf_counter() - t0, peak_rss_mb=_rss_mb())
