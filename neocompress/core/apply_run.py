@@ -5,7 +5,6 @@ This is what `neocompress apply` does, kept apart from the CLI so tests and benc
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 
 from neocompress.analysis.quality import MiniBenchInstrument, minibench
 from neocompress.analysis.report import write_report
+from neocompress.core import distributed
 from neocompress.core.atomic import atomic_directory, refuse_existing
 from neocompress.core.cache import PassCache
 from neocompress.core.context import PassContext
@@ -48,6 +48,8 @@ def apply_recipe(
     m = recipe.model
     out = Path(output or m.output)
     refuse_existing(out, force)  # before any work: nothing is lost, nothing is wasted
+    distributed.ensure_process_group()  # under `accelerate launch`: every process runs the recipe, rank 0 writes
+    device = distributed.local_device(m.model.device)
     family = get_family(m.model.family)
     family.check_source(m.model.source)
     dtype = DTYPES[m.model.dtype]
@@ -59,19 +61,19 @@ def apply_recipe(
         cache=PassCache(cache_dir) if cache_dir is not None else None,
         data=PromptSets(m.data.prompts),
         instruments=list(instruments or []),
-        device=m.model.device,
+        device=device,
         dtype=dtype,
     )
     # Hashing the source reads every byte of a checkpoint: only worth it when there is a cache to look up.
     base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed) if ctx.cache is not None else None
 
     def load_base():
-        return family.load(m.model.source, dtype=dtype, device=m.model.device, seed=m.model.seed)
+        return family.load(m.model.source, dtype=dtype, device=device, seed=m.model.seed)
 
     def load_saved(path: Path):
         # A step restored from the cache must come back in the recipe's dtype and on its device, exactly as a
         # fresh run would have left it (family.load's defaults are float32 on the CPU).
-        return family.load(str(path), dtype=dtype, device=m.model.device, seed=m.model.seed)
+        return family.load(str(path), dtype=dtype, device=device, seed=m.model.seed)
 
     ev = m.evaluate
     if ev is not None and ev.per_pass:
@@ -80,8 +82,10 @@ def apply_recipe(
 
     base_summary = (recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source)).summary()
     run = manager.run(load_base, base_key)
-    with contextlib.suppress(OSError):
-        work.rmdir()  # only when no pass left anything there (scratch that a resumed run may still want stays)
+    distributed.barrier()
+    if not distributed.is_main():  # the output is rank 0's to write; wait until it has
+        distributed.barrier()
+        return ApplyOutcome(out, run, {})
     quality = None
     if ev is not None:  # the paper's way: the benchmark before and after the recipe
         quality = {
@@ -109,6 +113,10 @@ def apply_recipe(
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, tmp / relative)
         write_report(tmp, base_summary, run.ir.summary(), manifest)
+    # The run is complete: its scratch (training checkpoints kept for resuming an interrupted stage, pictures
+    # now copied into the output and the cache) has no further use. A failed run never gets here and keeps it.
+    shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier()
     return ApplyOutcome(out, run, manifest)
 
 

@@ -41,11 +41,16 @@ class PassCache:
         return json.loads((self.path(key) / ENTRY_FILE).read_text())
 
     def store(self, key: str, entry: dict[str, Any], write: Callable[[Path], None]) -> Path:
-        """Write an entry atomically: `write(dir)` fills it, the entry file marks it complete."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(self.path(key), force=True) as tmp:
-            write(tmp)
-            (tmp / ENTRY_FILE).write_text(json.dumps(entry, indent=2, default=str))
+        """Write an entry atomically: `write(dir)` fills it, the entry file marks it complete. In a launched run
+        rank 0 writes and the others wait until it has."""
+        from neocompress.core.distributed import barrier, is_main
+
+        if is_main():
+            self.root.mkdir(parents=True, exist_ok=True)
+            with atomic_directory(self.path(key), force=True) as tmp:
+                write(tmp)
+                (tmp / ENTRY_FILE).write_text(json.dumps(entry, indent=2, default=str))
+        barrier()
         return self.path(key)
 
     def discard(self, key: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from neocompress.core.atomic import atomic_write_text
+from neocompress.core.distributed import barrier, is_main
 from neocompress.core.hashing import hash_json, hash_module
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.prune.importance import BlockImportance, ImportanceMeter
@@ -45,7 +46,12 @@ def measure_importance(
     schedule: Any = None,
     progress: ProgressFn | None = None,
 ) -> BlockImportance:
-    """Run `pipeline.generate` over every (prompt, sample) with the meter attached to `component`'s blocks."""
+    """Run `pipeline.generate` over every (prompt, sample) with the meter attached to `component`'s blocks.
+
+    Under a launcher each process samples every world-size-th chunk and the tables are summed, so N processes
+    measure the same chunks with the same seeds as one does, N times faster."""
+    from neocompress.core.distributed import rank, world_size
+
     comp = ir[component]
     adapter = comp.extras["block_adapter"]
     stages = pipeline.stages
@@ -55,13 +61,15 @@ def measure_importance(
     def on_call(unit: int, stage: int, step: int) -> None:
         meter.stage = stage
 
+    starts = list(range(0, len(jobs), batch))
     with meter:
-        for start in range(0, len(jobs), batch):
+        for start in starts[rank() :: world_size()]:
             chunk = jobs[start : start + batch]
             # one seed per chunk: a chunk of a later sample pass never repeats an earlier chunk's noise
             pipeline.generate([p for p, _ in chunk], seed=seed + start, schedule=schedule, progress=on_call)
             if progress is not None:
                 progress(min(start + batch, len(jobs)), len(jobs))
+    meter.reduce()
     return meter.result(prompts=len(prompts), samples=samples, videos=len(jobs), seed=seed)
 
 
@@ -73,7 +81,8 @@ def cached_importance(
     if path is not None and path.is_file():
         return BlockImportance.from_dict(json.loads(path.read_text())), True
     result = compute()
-    if path is not None:
+    if path is not None and is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
+    barrier()  # every process decides "cached or not" from the same files on the next run
     return result, False

@@ -145,6 +145,13 @@ class ImportanceMeter:
 
         return hook
 
+    def reduce(self) -> None:
+        """Sum the tables over the processes of a launched run (each measured its share of the prompts)."""
+        from neocompress.core.distributed import all_reduce_sum
+
+        all_reduce_sum(self._sums)
+        all_reduce_sum(self._counts)
+
     def result(self, **meta: Any) -> BlockImportance:
         return BlockImportance(
             self.streams,

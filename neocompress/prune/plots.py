@@ -11,6 +11,10 @@ from neocompress.prune.importance import BlockImportance
 
 def plot_importance(importance: BlockImportance, removed: set[int], path: str | Path, title: str = "") -> Path:
     """Write a PNG of per-stage importance for every stream; removed blocks' labels are red and starred."""
+    from neocompress.core.distributed import is_main
+
+    if not is_main():  # a launched run: rank 0 draws it
+        return Path(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -45,7 +45,9 @@ class Recovery:
         return get_family(self.ir.family)
 
     def _score(self, label: str) -> None:
-        if self.config.evaluate is None:
+        from neocompress.core.distributed import is_main
+
+        if self.config.evaluate is None or not is_main():  # only rank 0's report is written
             return
         from neocompress.analysis.quality import minibench
 

@@ -568,7 +568,11 @@ def plot_losses(history: list[dict[str, float]], path: str | Path, title: str = 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from neocompress.core.distributed import is_main
+
     path = Path(path)
+    if not is_main():  # a launched run: rank 0 draws it
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     names = ["loss"] + sorted({k for r in history for k in r if k not in RECORD_KEYS})
     fig = Figure(figsize=(7, 3.6), dpi=110)
