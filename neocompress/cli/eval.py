@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from neocompress.cli.generate import _steps
+from neocompress.core.errors import UserInputError
 from neocompress.models.family import family_for_source
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def command(
     from neocompress.bench.minibench import DEFAULT_NUM_PROMPTS, run_minibench
 
     family = family_for_source(pipeline)
+    if not family.supports_minibench:
+        raise UserInputError(f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it")
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
     judges = Judges.load()  # missing judge weights fail before a model is loaded too
     err = Console(stderr=True)

@@ -73,6 +73,11 @@ def command(
 ) -> None:
     """Generate videos from SOURCE (a builtin name or a pipeline directory)."""
     family = family_for_source(source)
+    if not family.decodes_videos:
+        raise UserInputError(
+            f"'{source}' is a {family.name} transformer without a VAE: generate writes videos of pyramid-flow "
+            "pipelines; load this folder into its diffusers pipeline to make images"
+        )
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
     # A recipe's `generate:` section, recorded in the output's manifest, supplies the defaults; options win.
     saved = _recipe_generate_section(source)

@@ -46,6 +46,9 @@ def command(source: str, family_name: str | None, as_json: bool) -> None:
     console = Console()
     console.print(table)
     s = info["scheduler"]
+    if "sigma_start" not in s:  # a family without a pyramidal schedule: print what it reports
+        console.print("scheduler: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+        return
     console.print(
         f"scheduler: sigma_start {[round(x, 4) for x in s['sigma_start']]}, sigma_end "
         f"{[round(x, 4) for x in s['sigma_end']]}, steps {s['steps']}, NFE {s['nfe']} "

@@ -63,6 +63,7 @@ class ModelFamily(ABC):
         """A runnable generation pipeline over `ir` (its `generate(prompts, ...)` returns videos)."""
 
     supports_minibench = True  # MiniBench judges videos of the procedural world
+    decodes_videos = True  # the pipeline holds a decoder, so `generate` can write videos
     text_conditioning: str | None = None  # None: the model's own text encoders; else what stands in for them
 
     def sampler_problems(self, first: list[int] | None, later: list[int] | None) -> dict[str, str]:

@@ -39,6 +39,7 @@ class DiffusersMMDiTFamily(ModelFamily):
     builtins: dict[str, Builtin]
     supports_minibench = False  # MiniBench judges videos of the procedural world; these models make image latents
     text_conditioning = TEXT_CONDITIONING
+    decodes_videos = False  # a transformer folder: no VAE to decode with
 
     def model_class(self) -> type[nn.Module]:
         import diffusers

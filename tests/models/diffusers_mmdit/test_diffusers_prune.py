@@ -173,3 +173,20 @@ def test_image_models_take_one_stage_of_steps(tmp_path: Path) -> None:
     f.write_text(f.read_text().replace("first: [3]", "first: [3, 3], later: [2]"))
     with pytest.raises(RecipeError, match="one stage"):
         load_recipe(f)
+
+
+def test_the_cli_says_what_these_families_cannot_do(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from neocompress.cli.main import cli
+
+    folder = tmp_path / "sd3"
+    family = get_family("diffusers-sd3")
+    family.save(family.load("builtin:sd3-tiny"), folder, {"format": "neocompress-pipeline"})
+    runner = CliRunner()
+    gen = runner.invoke(cli, ["generate", str(folder), "-o", str(tmp_path / "video")])
+    assert gen.exit_code == 2 and "without a VAE" in gen.output
+    ev = runner.invoke(cli, ["eval", str(folder), "--bench", "mini"])
+    assert ev.exit_code == 2 and "cannot run it" in ev.output
+    info = runner.invoke(cli, ["inspect", "builtin:flux-dev", "--family", "diffusers-flux"])
+    assert info.exit_code == 0 and "FlowMatchEulerDiscreteScheduler" in info.output
