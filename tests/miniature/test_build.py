@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from neocompress.cli.main import main
@@ -40,6 +41,8 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         "3",
         "--dit-batch",
         "4",
+        "--dit-motion-steps",
+        "2",
         "--no-progress",
         "--ship",
     ]
@@ -50,6 +53,7 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         and summary["vae_crops"]["steps"] == 2
         and summary["vae"]["steps"] == 2
         and summary["dit"]["steps"] == 3
+        and summary["dit_motion"]["steps"] == 2
     )
     assert set(summary["timings_s"]) == {"vae_s", "latents_s", "dit_s"}
     assert len(summary["samples"]) == 4 and all((out / s["grid"]).is_file() for s in summary["samples"])
@@ -71,6 +75,9 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     assert main(args[:-1]) == 0
     again = json.loads((out / "training.json").read_text())
     assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2
+    assert again["dit_motion"]["start_step"] == 2
+    # the record counts the training time of the first run, not the seconds the resuming call took
+    assert again["timings_s"]["dit_s"] == pytest.approx(summary["timings_s"]["dit_s"], rel=0.2)
     assert again["vae_crops"]["start_step"] == 2 and again["vae_images"]["start_step"] == 2
 
 
