@@ -1,0 +1,1 @@
+"""Lowering: component graphs rewritten into the static, traceable form that quantization and export need."""
