@@ -27,7 +27,8 @@ NPU_MASKED_VALUE = -100.0  # finite: -inf breaks quantized softmax (toolchain no
 
 class StaticStageDenoiser(nn.Module):
     """`denoiser([*history, current], tokens, mask, pooled, t)` for clips of the shapes `clip_shapes`
-    ([B, C, T, H, W] each, history oldest first, current last) and `text_len` text tokens."""
+    ([B, C, T, H, W] each, history oldest first, current last) and `text_len` text tokens. Only the batch stays
+    free (it follows the inputs; an exporter may still fix it), so a CFG call (2B) and a plain one share a graph."""
 
     def __init__(
         self,
@@ -94,10 +95,10 @@ class StaticStageDenoiser(nn.Module):
         d = self.denoiser
         embedded = []
         for i, clip in enumerate(clips):
-            b, c, t, h, w = self.clip_shapes[i]
-            frames = clip.transpose(1, 2).reshape(b * t, c, h, w)
+            _, _, t, h, w = self.clip_shapes[i]
+            frames = clip.transpose(1, 2).flatten(0, 1)  # [B*T, C, H, W]: the batch is not baked in
             x = d.pos_embed.proj(frames).flatten(2).transpose(1, 2) + getattr(self, f"pos_{i}")
-            embedded.append(x.reshape(b, t * (h // self.patch) * (w // self.patch), x.shape[-1]))
+            embedded.append(x.reshape(-1, t * (h // self.patch) * (w // self.patch), x.shape[-1]))
         hidden = torch.cat(embedded, dim=1)
         temb = d.time_text_embed(timestep, pooled)
         context = d.context_embedder(tokens) if d.config.use_context_embedder else tokens
