@@ -1,0 +1,1 @@
+"""Post-training quantization with AIMET: precisions, calibration capture, simulated components, SQNR."""

@@ -1,0 +1,223 @@
+"""The Pyramid-Flow denoiser under AIMET's QuantizationSimModel, one simulated graph per call shape.
+
+Why per shape: the sampler calls the denoiser at three pyramid stages, for the first latent frame alone and for
+later frames with a history, and each (stage, history) shape is its own static NPU graph (see
+`neocompress.lowering.static_denoiser`). Calibrating each graph on the activations of its own calls is the
+paper's per-stage calibration: the stages see different noise levels and token counts, and one shared set of
+encodings would clip one stage to fit another. The calls are captured by a forward hook while the pipeline
+samples the calibration prompts with its real schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from neocompress.core.errors import UserInputError
+from neocompress.lowering.static_denoiser import StaticStageDenoiser
+from neocompress.quant.precision import Precision, htp_config, sqnr_db
+
+ShapeKey = tuple[tuple[int, ...], ...]  # (C, T, H, W) of each clip: the batch is free
+
+
+def shape_key(sample: Sequence[Tensor]) -> ShapeKey:
+    return tuple(tuple(int(s) for s in c.shape[1:]) for c in sample)
+
+
+@dataclass
+class CapturedCalls:
+    """Denoiser inputs (and float outputs) per call shape, with the pyramid stage each shape belongs to."""
+
+    calls: dict[ShapeKey, list[tuple[tuple, Tensor]]] = field(default_factory=dict)
+    stage_of: dict[ShapeKey, int] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def capture_calls(
+    pipeline: Any,
+    prompts: Sequence[str],
+    *,
+    samples: int,
+    seed: int,
+    schedule: Any = None,
+    batch: int = 4,
+    **video: Any,
+) -> CapturedCalls:
+    """Sample every (prompt, sample) with the pipeline (at the `video` size given, else the model's) and keep
+    each denoiser call's inputs and output."""
+    den = pipeline.denoiser
+    out = CapturedCalls()
+    stage = {"now": 0}
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Tensor) -> None:
+        key = shape_key(args[0])
+        out.calls.setdefault(key, []).append(([c.detach() for c in args[0]], *[a.detach() for a in args[1:]], output))
+        out.stage_of[key] = stage["now"]
+
+    def on_call(unit: int, s: int, step: int) -> None:
+        stage["now"] = s
+
+    jobs = [p for _ in range(samples) for p in prompts]
+    handle = den.register_forward_hook(hook, with_kwargs=True)
+    try:
+        for start in range(0, len(jobs), batch):
+            pipeline.sample_latents(
+                jobs[start : start + batch], seed=seed + start, schedule=schedule, progress=on_call, **video
+            )
+    finally:
+        handle.remove()
+    return out
+
+
+def _graph_inputs(graph: StaticStageDenoiser, call: tuple) -> tuple[Tensor, ...]:
+    sample, tokens, text_mask, pooled, timestep = call[:5]
+    return (*sample, tokens, graph.attention_mask(text_mask), pooled, timestep)
+
+
+@dataclass
+class SimulatedGraph:
+    key: ShapeKey
+    stage: int
+    sim: Any  # aimet_torch QuantizationSimModel
+    graph: StaticStageDenoiser
+    calls: int
+    sqnr_db: float
+    seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "clips": [list(k) for k in self.key],
+            "stage": self.stage,
+            "batch": self.graph.clip_shapes[-1][0],
+            "text_len": self.graph.text_len,
+            "calibration_calls": self.calls,
+            "sqnr_db": self.sqnr_db,
+            "seconds": self.seconds,
+        }
+
+
+def _new_sim(graph: StaticStageDenoiser, dummy: tuple, precision: Precision, htp: str, scheme: str) -> Any:
+    from aimet_common.defs import QuantScheme
+    from aimet_torch.model_preparer import prepare_model
+    from aimet_torch.quantsim import QuantizationSimModel
+
+    schemes = {"tf": QuantScheme.post_training_tf, "tf_enhanced": QuantScheme.post_training_tf_enhanced}
+    if scheme not in schemes:
+        raise UserInputError(f"unknown quant scheme '{scheme}'; known: {', '.join(schemes)}")
+    prepared = prepare_model(graph)
+    return prepared, QuantizationSimModel(
+        prepared,
+        dummy_input=dummy,
+        quant_scheme=schemes[scheme],
+        default_param_bw=precision.param_bw,
+        default_output_bw=precision.output_bw,
+        config_file=htp_config(htp),
+    )
+
+
+def simulate_denoiser(
+    denoiser: nn.Module,
+    captured: CapturedCalls,
+    precision: Precision,
+    htp: str,
+    *,
+    scheme: str = "tf",
+    max_calls: int = 32,
+) -> list[SimulatedGraph]:
+    """A QuantSim per call shape, encodings computed on that shape's captured calls (at most `max_calls`), and
+    its SQNR against the float denoiser on the same calls."""
+    out = []
+    for key, calls in captured.calls.items():
+        t0 = time.perf_counter()
+        chosen = calls[:: max(1, len(calls) // max_calls)][:max_calls]
+        text_len = chosen[0][1].shape[1]
+        batch = chosen[0][0][0].shape[0]
+        graph = StaticStageDenoiser(denoiser, [(batch, *k) for k in key], text_len).eval()
+        inputs = [_graph_inputs(graph, c) for c in chosen]
+        prepared, sim = _new_sim(graph, inputs[0], precision, htp, scheme)
+        with torch.no_grad():  # the preparer must not change the function (it once dropped an attn_mask)
+            drift = float((prepared(*inputs[0]) - chosen[0][-1]).abs().max())
+        if drift > 1e-3:
+            raise RuntimeError(f"AIMET's prepared denoiser graph {key} differs from the float one by {drift:.3g}")
+
+        def forward(model: nn.Module, _: Any, inputs: list = inputs) -> None:
+            with torch.no_grad():
+                for x in inputs:
+                    model(*x)
+
+        sim.compute_encodings(forward, None)
+        with torch.no_grad():
+            ref = torch.cat([c[-1] for c in chosen])
+            got = torch.cat([sim.model(*x) for x in inputs])
+        graph.restore_backend()
+        out.append(
+            SimulatedGraph(
+                key, captured.stage_of[key], sim, graph, len(chosen), sqnr_db(ref, got), time.perf_counter() - t0
+            )
+        )
+    return out
+
+
+class SimulatedDenoiser(nn.Module):
+    """The denoiser as the pipeline calls it, answered by the simulated graph of the call's shape."""
+
+    def __init__(self, float_denoiser: nn.Module, graphs: Sequence[SimulatedGraph]):
+        super().__init__()
+        self.float_denoiser = float_denoiser
+        self.config = float_denoiser.config
+        self.graphs = {g.key: g for g in graphs}
+
+    def forward(self, sample, tokens, text_mask, pooled, timestep):  # noqa: ANN001 - the denoiser's signature
+        key = shape_key(sample)
+        g = self.graphs.get(key)
+        if g is None:
+            known = ", ".join(str(k) for k in self.graphs)
+            raise UserInputError(f"no quantized graph for denoiser call shape {key}; calibrated shapes: {known}")
+        if timestep.dim() == 0:
+            timestep = timestep.expand(sample[-1].shape[0])
+        # the traced graph has the matmul attention baked in: the float denoiser's backend does not matter
+        return g.sim.model(*sample, tokens, g.graph.attention_mask(text_mask), pooled, timestep)
+
+
+ENCODINGS_INDEX = "graphs.json"
+
+
+def save_encodings(graphs: Sequence[SimulatedGraph], folder: Path, settings: dict[str, Any]) -> None:
+    """One AIMET encodings JSON per graph plus an index (shapes, stage, settings) that `load_simulated` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, g in enumerate(graphs):
+        prefix = f"graph_{i:02d}"
+        g.sim.save_encodings_to_json(str(folder), prefix)
+        entries.append({**g.describe(), "encodings": f"{prefix}.json"})
+    (folder / ENCODINGS_INDEX).write_text(json.dumps({"settings": settings, "graphs": entries}, indent=1))
+
+
+def load_simulated(denoiser: nn.Module, folder: Path) -> tuple[list[SimulatedGraph], dict[str, Any]]:
+    """Rebuild each graph's QuantSim from the float denoiser and its saved encodings (no calibration)."""
+    from neocompress.quant.precision import precision
+
+    index = json.loads((folder / ENCODINGS_INDEX).read_text())
+    settings = index["settings"]
+    graphs = []
+    for e in index["graphs"]:
+        t0 = time.perf_counter()
+        shapes = [(e["batch"], *k) for k in e["clips"]]
+        graph = StaticStageDenoiser(denoiser, shapes, e["text_len"]).eval()
+        _, sim = _new_sim(
+            graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"], settings["scheme"]
+        )
+        sim.load_encodings(str(folder / e["encodings"]))
+        graph.restore_backend()
+        key = tuple(tuple(k) for k in e["clips"])
+        graphs.append(
+            SimulatedGraph(key, e["stage"], sim, graph, e["calibration_calls"], e["sqnr_db"], time.perf_counter() - t0)
+        )
+    return graphs, settings
