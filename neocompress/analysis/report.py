@@ -119,11 +119,37 @@ def pass_section(record: dict[str, Any]) -> list[str]:
     recovery = report.get("recovery")
     if recovery:
         lines += recovery_lines(recovery)
+    if report.get("graphs") and "sqnr_db_per_stage" in report:
+        lines += quantize_lines(record)
     figures = report.get("figures") or {}
     if figures and not lines:
         lines += ["", f"## Pass {record['index']}: {record['name']}"]
     for name, path in figures.items():
         lines += ["", f"![{record['name']} {name}]({path})"]
+    return lines
+
+
+def quantize_lines(record: dict[str, Any]) -> list[str]:
+    """quantize: each simulated graph's SQNR against its float self, and of the sampled latents."""
+    r = record["report"]
+    lines = [
+        "",
+        f"## Pass {record['index']}: {record['name']}",
+        "",
+        f"{r['precision'].upper()} on HTP {r['htp']} ({r['scheme']}), calibrated per graph on "
+        f"{r['calibration_prompts']} prompts:",
+        "",
+        "| stage | clips (C, T, H, W) | calibration calls | SQNR dB |",
+        "|---:|---|---:|---:|",
+    ]
+    for g in sorted(r["graphs"], key=lambda g: (g["stage"], len(g["clips"]))):
+        clips = " + ".join("x".join(str(d) for d in c) for c in g["clips"])
+        lines.append(f"| {g['stage']} | {clips} | {g['calibration_calls']} | {g['sqnr_db']:.1f} |")
+    if r.get("latents_sqnr_db") is not None:
+        lines.append(
+            f"\nSampled latents of {r['heldout_prompts']} held-out prompt(s), quantized vs float: "
+            f"{r['latents_sqnr_db']:.1f} dB SQNR."
+        )
     return lines
 
 

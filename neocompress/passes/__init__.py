@@ -3,4 +3,5 @@
 BUILTIN_PASSES: dict[str, str] = {
     "block_prune": "neocompress.passes.block_prune",
     "remove_blocks": "neocompress.passes.remove_blocks",
+    "quantize": "neocompress.passes.quantize",
 }

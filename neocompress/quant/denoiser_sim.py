@@ -103,7 +103,17 @@ class SimulatedGraph:
         }
 
 
+def quiet_aimet() -> None:
+    """AIMET logs every prepared node at INFO to stdout, which would bury a command's output (and its --json)."""
+    import logging
+
+    from aimet_common.utils import AimetLogger
+
+    AimetLogger.set_level_for_all_areas(logging.WARNING)
+
+
 def _new_sim(graph: StaticStageDenoiser, dummy: tuple, precision: Precision, htp: str, scheme: str) -> Any:
+    quiet_aimet()
     from aimet_common.defs import QuantScheme
     from aimet_torch.model_preparer import prepare_model
     from aimet_torch.quantsim import QuantizationSimModel

@@ -50,6 +50,7 @@ DENOISER_FOLDERS = ("diffusion_transformer_384p", "diffusion_transformer_768p", 
 VAE_FOLDER = "causal_video_vae"
 SCHEDULER_FOLDER = "scheduler"
 DENOISER_WEIGHTS = "diffusion_pytorch_model.safetensors"
+QUANT_FOLDER = "quantization/denoiser"  # AIMET encodings of a quantized denoiser (neocompress's own addition)
 TEXT_WEIGHTS = "model.safetensors"
 
 
@@ -177,7 +178,13 @@ class PyramidFlowFamily(ModelFamily):
             tokenizers = self._load_tokenizers(folder)  # first: a missing folder must not wait for the weights
             modules = self._load_directory(folder, s, dtype)
         modules = {k: m.to(device=device, dtype=dtype) for k, m in modules.items()}
-        return build_ir(s, modules, tokenizers)
+        ir = build_ir(s, modules, tokenizers)
+        if folder is not None and (folder / QUANT_FOLDER / "graphs.json").is_file():
+            from neocompress.quant.denoiser_sim import load_simulated
+
+            graphs, settings = load_simulated(ir["denoiser"].module.eval(), folder / QUANT_FOLDER)
+            ir["denoiser"].extras["quantization"] = {"graphs": graphs, "settings": settings}
+        return ir
 
     @staticmethod
     def _load_tokenizers(root: Path) -> TextTokenizers:
@@ -216,6 +223,11 @@ class PyramidFlowFamily(ModelFamily):
                 tok.save_pretrained(directory / folder)
         den = ir["denoiser"]
         save_component(den.module, directory / s.denoiser_folder, den.module.config.to_dict(), DENOISER_WEIGHTS)
+        quantized = den.extras.get("quantization")
+        if quantized is not None:  # float weights above, AIMET encodings per graph here
+            from neocompress.quant.denoiser_sim import save_encodings
+
+            save_encodings(quantized["graphs"], directory / QUANT_FOLDER, quantized["settings"])
         save_modules(
             {"vae_encoder": ir["vae_encoder"].module, "vae_decoder": ir["vae_decoder"].module},
             directory / VAE_FOLDER,

@@ -35,6 +35,11 @@ class TextToVideoPipeline:
             self.spec.text, ir["clip_l"].module, ir["clip_g"].module, ir["t5"].module, TextTokenizers(*toks)
         )
         self.denoiser = ir["denoiser"].module.eval()
+        quantized = ir["denoiser"].extras.get("quantization")
+        if quantized is not None:  # sample through the simulated graphs (see the quantize pass)
+            from neocompress.quant.denoiser_sim import SimulatedDenoiser
+
+            self.denoiser = SimulatedDenoiser(self.denoiser, quantized["graphs"])
         self.decoder = ir["vae_decoder"].module.eval()
         self.scheduler = ir["scheduler"].extras["object"]
         self.schedule: StepSchedule = ir["scheduler"].extras["schedule"]

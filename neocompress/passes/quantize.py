@@ -1,0 +1,145 @@
+"""`quantize`: W8A16 post-training quantization of the denoiser with AIMET, calibrated per pyramid stage.
+
+Neodragon's last step before compilation (reference section 7). The pipeline samples the calibration prompts with
+the schedule it will run; every denoiser call is captured, and each call shape (pyramid stage x history) gets its
+own AIMET QuantizationSimModel over the static graph of that shape, its encodings computed on that shape's calls
+(per-stage calibration, as the paper did). The pipeline then samples through the simulated graphs, so MiniBench
+and `generate` show the quantized model's quality. The report gives the SQNR of every graph against its float
+self, per stage, and of the sampled latents of held-out prompts. The float weights are kept: the encodings are
+saved beside them (`quantization/denoiser/`) and re-attached on load, which is what the Hexagon export needs.
+
+Scope now: the denoiser, on Pyramid-Flow. The VAE decoder, the text encoders' FP16 and AdaRound are the issue's
+next steps; the precision and the Hexagon version are config values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from neocompress.core.errors import Problem, UserInputError, VerificationError
+from neocompress.core.pass_base import Pass, PassConfig, PassResult
+from neocompress.core.registry import register_pass
+from neocompress.ir.component import Provenance
+from neocompress.ir.pipeline_ir import PipelineIR
+
+QUANTIZATION = "quantization"  # the component extras key holding {"graphs": [...], "settings": {...}}
+
+
+class QuantCalibrationConfig(PassConfig):
+    prompts: str = Field("calibration", description="name of the recipe's data.prompts set to sample with")
+    count: int | None = Field(None, ge=1, description="use the first `count` prompts (default: all)")
+    samples: int = Field(1, ge=1, description="noise samples per prompt")
+    batch: int = Field(4, ge=1, description="prompts per sampler call")
+    first: list[int] | None = Field(None, min_length=1, description="steps per stage, first frame (default: model's)")
+    later: list[int] | None = Field(None, min_length=1, description="steps per stage, later frames")
+    max_calls: int = Field(32, ge=1, description="captured calls per graph used to compute its encodings")
+    heldout: int = Field(
+        2,
+        ge=0,
+        description="prompts (after the calibration ones) whose sampled latents are compared float vs quantized",
+    )
+
+
+class QuantizeConfig(PassConfig):
+    component: Literal["denoiser"] = Field("denoiser", description="the component to quantize")
+    precision: Literal["w8a16", "w8a8", "w4a16"] = Field("w8a16", description="weight / activation bit widths")
+    htp: Literal["v66", "v68", "v69", "v73", "v75", "v79", "v81", "v85"] = Field(
+        "v79", description="Hexagon version whose AIMET config (fusions, quantized tensors) the simulation uses"
+    )
+    scheme: Literal["tf", "tf_enhanced"] = Field(
+        "tf", description="AIMET range estimation: min/max (tf) or SQNR-searched (tf_enhanced, ~15x slower)"
+    )
+    calibration: QuantCalibrationConfig = Field(default_factory=QuantCalibrationConfig)
+
+
+@register_pass
+class Quantize(Pass):
+    name = "quantize"
+    version = 1
+    Config = QuantizeConfig
+    summary = "W8A16 post-training quantization (AIMET), one simulated graph per pyramid stage and history shape."
+    requires = ("denoiser",)
+
+    config: QuantizeConfig
+
+    def check(self, ir: PipelineIR) -> list[Problem]:
+        cfg = self.config
+        if ir.family != "pyramid-flow":
+            return [Problem(f"quantize supports the pyramid-flow family so far, not '{ir.family}'", path="component")]
+        if cfg.component not in ir:
+            return [Problem(f"the pipeline has no component '{cfg.component}'", path="component")]
+        if QUANTIZATION in ir[cfg.component].extras:
+            return [Problem(f"'{cfg.component}' is already quantized", path="component")]
+        return []
+
+    def data_needs(self) -> dict[str, str]:
+        return {"calibration.prompts": self.config.calibration.prompts}
+
+    def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
+        return {"params": ir[self.config.component].num_params()}
+
+    def plan(self, ir: PipelineIR, ctx: Any) -> PassResult:
+        """Weights do not change size in simulation (the float weights and their encodings are both kept); the
+        component is marked, so a second `quantize` of it is caught at validation."""
+        cfg = self.config
+        settings = {"precision": cfg.precision, "htp": cfg.htp, "scheme": cfg.scheme}
+        ir[cfg.component].extras[QUANTIZATION] = {"graphs": [], "settings": settings, "planned": True}
+        return PassResult(ir, False, {"component": cfg.component, "planned": "no weights to calibrate"})
+
+    def run(self, ir: PipelineIR, ctx: Any) -> PassResult:
+        from neocompress.models.family import get_family
+        from neocompress.quant.denoiser_sim import SimulatedDenoiser, capture_calls, simulate_denoiser
+        from neocompress.quant.precision import precision, sqnr_db
+
+        problems = self.check(ir)
+        if problems:
+            raise VerificationError("; ".join(p.message for p in problems))
+        cfg, cal = self.config, self.config.calibration
+        prompts = ctx.data.get(cal.prompts) if ctx.data is not None else None
+        if not prompts:
+            raise UserInputError(f"quantize needs calibration prompts: data.prompts.{cal.prompts} is not set")
+        calibration = prompts[: cal.count] if cal.count else prompts
+        heldout = prompts[len(calibration) : len(calibration) + cal.heldout] or calibration[: cal.heldout]
+        pipeline = get_family(ir.family).pipeline(ir)
+        schedule = pipeline.schedule_with(
+            first=tuple(cal.first) if cal.first else None, later=tuple(cal.later) if cal.later else None
+        )
+        captured = capture_calls(pipeline, calibration, samples=cal.samples, seed=ctx.seed, schedule=schedule,
+                                 batch=cal.batch)  # fmt: skip
+        comp = ir[cfg.component]
+        graphs = simulate_denoiser(
+            comp.module, captured, precision(cfg.precision), cfg.htp, scheme=cfg.scheme, max_calls=cal.max_calls
+        )
+        settings = {"precision": cfg.precision, "htp": cfg.htp, "scheme": cfg.scheme}
+        pipeline_sqnr = None
+        if heldout:
+            float_latents = pipeline.sample_latents(list(heldout), seed=ctx.seed + 1, schedule=schedule)
+            pipeline.denoiser = SimulatedDenoiser(comp.module, graphs)
+            quant_latents = pipeline.sample_latents(list(heldout), seed=ctx.seed + 1, schedule=schedule)
+            pipeline_sqnr = sqnr_db(float_latents, quant_latents)
+        comp.extras[QUANTIZATION] = {"graphs": graphs, "settings": settings}
+        comp.provenance.append(
+            Provenance(self.name, "modified", f"{cfg.precision} simulation ({len(graphs)} graphs, htp {cfg.htp})")
+        )
+        per_stage: dict[int, list[float]] = {}
+        for g in graphs:
+            per_stage.setdefault(g.stage, []).append(g.sqnr_db)
+        report = {
+            "component": cfg.component,
+            **settings,
+            "calibration_prompts": len(calibration),
+            "graphs": [g.describe() for g in graphs],
+            "sqnr_db_per_stage": {str(k): min(v) for k, v in sorted(per_stage.items())},
+            "latents_sqnr_db": pipeline_sqnr,
+            "heldout_prompts": len(heldout),
+        }
+        return PassResult(ir, True, report)
+
+    def ensures(self, before: dict[str, Any], result: PassResult) -> None:
+        comp = result.ir[self.config.component]
+        if QUANTIZATION not in comp.extras or not comp.extras[QUANTIZATION]["graphs"]:
+            raise VerificationError("quantize: no simulated graph was attached")
+        if comp.num_params() != before["params"]:
+            raise VerificationError("quantize: the float parameters changed")
