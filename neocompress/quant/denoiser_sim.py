@@ -104,17 +104,21 @@ class SimulatedGraph:
 
 
 def quiet_aimet() -> None:
-    """AIMET logs every prepared node at INFO to stdout, which would bury a command's output (and its --json)."""
+    """AIMET logs every prepared node at INFO to stdout, which would bury a command's output (and its --json), and
+    warns about its own internals (tensor copies, a deprecated alias) once per graph: none of it is actionable."""
     import logging
+    import warnings
 
-    from aimet_common.utils import AimetLogger
+    from aimet_torch.common.utils import AimetLogger
 
     AimetLogger.set_level_for_all_areas(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"aimet_torch\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"aimet_torch\..*")
 
 
 def _new_sim(graph: StaticStageDenoiser, dummy: tuple, precision: Precision, htp: str, scheme: str) -> Any:
     quiet_aimet()
-    from aimet_common.defs import QuantScheme
+    from aimet_torch.common.defs import QuantScheme
     from aimet_torch.model_preparer import prepare_model
     from aimet_torch.quantsim import QuantizationSimModel
 
