@@ -51,7 +51,9 @@ class QuantizeConfig(PassConfig):
     scheme: Literal["tf", "tf_enhanced"] = Field(
         "tf", description="AIMET range estimation: min/max (tf) or SQNR-searched (tf_enhanced, ~15x slower)"
     )
-    calibration: QuantCalibrationConfig = Field(default_factory=QuantCalibrationConfig)
+    calibration: QuantCalibrationConfig = Field(
+        default_factory=QuantCalibrationConfig, description="the sampling whose denoiser calls calibrate each graph"
+    )
 
 
 @register_pass
