@@ -142,6 +142,17 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
     if m.generate is not None:
         for key, message in family.check_generate(ir, m.generate).items():
             problems.append(problem(message, ("generate", key)))
+    profile = None
+    if m.target is not None and m.target.name == "hexagon":
+        from neocompress.targets.hexagon.devices import device_profile
+
+        if m.target.device is None:
+            problems.append(problem("the hexagon target needs a device, e.g. 'snapdragon-8-elite'", ("target",)))
+        else:
+            try:
+                profile = device_profile(m.target.device)
+            except NeocompressError as e:
+                problems.append(problem(str(e), ("target", "device")))
     ctx = PassContext.for_planning(seed=m.model.seed, target=m.target.model_dump() if m.target else None)
     planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
     for i, p in enumerate(recipe.passes):
@@ -153,6 +164,11 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
                     problem(f"{p.name}: needs data.prompts.{name}, which the recipe does not define ({defined})", loc)
                 )
         found = p.check(ir)
+        if profile is not None and p.name == "quantize":  # what the device cannot run fails here, not on upload
+            from neocompress.targets.hexagon.devices import quantize_problems
+
+            bad = quantize_problems(profile, p.config.precision, p.config.htp)
+            problems += [problem(f"{p.name}: {msg}", ("passes", i, key)) for key, msg in bad.items()]
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
             problems.append(problem(f"{p.name}: {prob.message}", loc))

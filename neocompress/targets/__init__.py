@@ -1,0 +1,1 @@
+"""Targets that lower a compressed pipeline: hexagon (Qualcomm NPUs) and onnxruntime (runs here)."""
