@@ -31,3 +31,24 @@ def test_each_stage_graph_exports_and_matches_torch(denoiser, clips, tmp_path: P
     graph.restore_backend()
     assert check.max_abs_error < 1e-4 * max(1.0, check.reference_max), check.to_dict()  # fp32: ~1e-6 measured
     assert "Softmax" in check.ops and "Attention" not in check.ops  # explicit attention, no fused contrib op
+
+
+class _Decode(torch.nn.Module):
+    """The VAE decoder as the pipeline calls it (normalised latents -> video in [-1, 1])."""
+
+    def __init__(self, decoder: torch.nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder.decode(latents)
+
+
+def test_the_causal_vae_decoder_exports_and_matches_torch_on_other_latents(tmp_path: Path) -> None:
+    decoder = _Decode(PyramidFlowFamily().load("builtin:tiny-random")["vae_decoder"].module).eval()
+    gen = torch.Generator().manual_seed(0)
+    traced_on = torch.randn(1, 16, 2, 8, 8, generator=gen)  # 9 frames: the first latent frame, then 8 more
+    path = export_onnx(decoder, (traced_on,), ["latents"], tmp_path / "decoder.onnx")
+    for latents in (traced_on, torch.randn(1, 16, 2, 8, 8, generator=gen)):  # the trace is not input-specific
+        check = verify_onnx(decoder, path, (latents,), ["latents"])
+        assert check.max_abs_error < 1e-4, check.to_dict()  # ~2e-6 measured
