@@ -206,6 +206,16 @@ def main() -> None:
         text=True,
     )
     results["minibench"] = json.loads(mini_json.read_text())
+    print("quantization and lowering: AIMET calibration, ONNX export, onnxruntime vs torch ...", flush=True)
+    quant_json = work / "quant_lowering.json"
+    subprocess.run(
+        [PY, str(ROOT / "benchmarks" / "quant_lowering.py"), "--output", str(quant_json)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    results["quant_lowering"] = json.loads(quant_json.read_text())
     results["miniature_training"] = miniature_training()
     Path(args.output).write_text(json.dumps(results, indent=2))
     Path(args.output).with_suffix(".md").write_text(summary_markdown(results))
@@ -286,6 +296,30 @@ def summary_markdown(r: dict) -> str:
                 f" {m['peak_rss_mb'] / ld['file_mb']:.2f} |"
             )
         lines.append(f"\nEager load takes {ld['eager_load_seconds_over_mmap']:.0f}x the time of the mmap load.")
+    if "quant_lowering" in r:
+        q = r["quant_lowering"]
+        cal = q["calibration"]
+        lines += [
+            "",
+            "## Quantization and lowering (builtin:tiny, W8A16 on htp_v79; base 6 blocks vs pruned 4)",
+            "",
+            f"- AIMET calibration of {len(cal['graphs'])} graphs: {cal['total_seconds']:.1f} s "
+            f"(capture {cal['capture_seconds']:.1f} s); SQNR "
+            + ", ".join(f"{g['sqnr_db']:.1f}" for g in cal["graphs"])
+            + " dB",
+            "",
+            "| stage | clips | export s (base) | ORT max abs err | torch ms base / pruned | ORT ms base / pruned |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for g in q["graphs"]:
+            b, pr = g["base"], g["pruned"]
+            lines.append(
+                f"| {g['stage']} | {len(g['clips'])} | {b['export_seconds']:.2f} | {b['max_abs_error']:.1e} | "
+                f"{b['torch_ms']:.1f} / {pr['torch_ms']:.1f} | {b['onnxruntime_ms']:.1f} / {pr['onnxruntime_ms']:.1f} |"
+            )
+        lines.append(
+            f"\nSum over the graphs, onnxruntime: pruned takes {q['pruned_over_base_sum']:.2f}x the base's time."
+        )
     if "stream_prune_full_size" in r:
         sp = r["stream_prune_full_size"]
         lines += [
