@@ -19,23 +19,13 @@ from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
 from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.passes.calibration import CalibrationConfig
 from neocompress.passes.remove_blocks import RemoveBlocks, RemoveBlocksConfig
 from neocompress.prune.calibrate import cached_importance, importance_key, measure_importance
 from neocompress.prune.importance import BlockImportance
 from neocompress.prune.plots import plot_importance
 from neocompress.prune.recovery import RecoveryConfig
 from neocompress.prune.selection import Selection, resolve_protected, select_blocks
-
-
-class CalibrationConfig(PassConfig):
-    prompts: str = Field("calibration", description="name of the recipe's data.prompts set to sample with")
-    count: int | None = Field(None, ge=1, description="use the first `count` prompts of the set (default: all)")
-    samples: int = Field(1, ge=1, description="noise samples per prompt")
-    batch: int = Field(4, ge=1, description="prompts per sampler call")
-    first: list[int] | None = Field(
-        None, min_length=1, description="steps per stage for the first latent frame (default: the model's)"
-    )
-    later: list[int] | None = Field(None, min_length=1, description="steps per stage for later frames")
 
 
 class BudgetConfig(PassConfig):
@@ -167,7 +157,9 @@ class BlockPrune(Pass):
         if cfg.recovery is not None and selection.removed:
             from neocompress.prune.recover_run import Recovery
 
-            recovery = Recovery(cfg.recovery, ir, ctx, self._calibration_prompts(ctx), cfg.component)
+            recovery = Recovery(
+                cfg.recovery, ir, ctx, self.config.calibration.chosen_prompts(ctx, self.name), cfg.component
+            )
             recovery.before_cut()  # the teacher's copy and samples, while the pipeline still is the teacher
         if selection.removed:
             remover = RemoveBlocks(RemoveBlocksConfig(indices=list(selection.removed), component=cfg.component))
@@ -204,9 +196,9 @@ class BlockPrune(Pass):
         from neocompress.models.family import get_family
 
         cal = self.config.calibration
-        prompts = self._calibration_prompts(ctx)
+        prompts = self.config.calibration.chosen_prompts(ctx, self.name)
         pipeline = get_family(ir.family).pipeline(ir)
-        schedule = pipeline.schedule_with(first=_tuple(cal.first), later=_tuple(cal.later))
+        schedule = cal.schedule(pipeline)
         settings = {
             "prompts": prompts,
             "samples": cal.samples,
@@ -230,15 +222,6 @@ class BlockPrune(Pass):
                 schedule=schedule,
             ),
         )
-
-    def _calibration_prompts(self, ctx: Any) -> list[str]:
-        cal = self.config.calibration
-        prompts = ctx.data.get(cal.prompts) if ctx.data is not None else None
-        if not prompts:
-            from neocompress.core.errors import UserInputError
-
-            raise UserInputError(f"block_prune needs calibration prompts: data.prompts.{cal.prompts} is not set")
-        return prompts[: cal.count] if cal.count else prompts
 
     def _select(self, ir: PipelineIR, scores: list[float]) -> Selection:
         """The configured cut on `scores` (one per block, higher = more important)."""
@@ -290,7 +273,3 @@ class BlockPrune(Pass):
                 raise VerificationError("block_prune: nothing was removed, yet the parameter count changed")
             return
         RemoveBlocks(RemoveBlocksConfig(indices=removed, component=self.config.component)).ensures(before, result)
-
-
-def _tuple(values: list[int] | None) -> tuple[int, ...] | None:
-    return tuple(values) if values is not None else None

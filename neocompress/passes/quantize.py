@@ -18,22 +18,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from neocompress.core.errors import Problem, UserInputError, VerificationError
+from neocompress.core.errors import Problem, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
 from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
+from neocompress.passes.calibration import CalibrationConfig
 
 QUANTIZATION = "quantization"  # the component extras key holding {"graphs": [...], "settings": {...}}
 
 
-class QuantCalibrationConfig(PassConfig):
-    prompts: str = Field("calibration", description="name of the recipe's data.prompts set to sample with")
-    count: int | None = Field(None, ge=1, description="use the first `count` prompts (default: all)")
-    samples: int = Field(1, ge=1, description="noise samples per prompt")
-    batch: int = Field(4, ge=1, description="prompts per sampler call")
-    first: list[int] | None = Field(None, min_length=1, description="steps per stage, first frame (default: model's)")
-    later: list[int] | None = Field(None, min_length=1, description="steps per stage, later frames")
+class QuantCalibrationConfig(CalibrationConfig):
     max_calls: int = Field(32, ge=1, description="captured calls per graph used to compute its encodings")
     heldout: int = Field(
         2,
@@ -86,8 +81,7 @@ class Quantize(Pass):
         """Weights do not change size in simulation (the float weights and their encodings are both kept); the
         component is marked, so a second `quantize` of it is caught at validation."""
         cfg = self.config
-        settings = {"precision": cfg.precision, "htp": cfg.htp, "scheme": cfg.scheme}
-        ir[cfg.component].extras[QUANTIZATION] = {"graphs": [], "settings": settings, "planned": True}
+        ir[cfg.component].extras[QUANTIZATION] = {"graphs": [], "settings": self._settings(), "planned": True}
         return PassResult(ir, False, {"component": cfg.component, "planned": "no weights to calibrate"})
 
     def run(self, ir: PipelineIR, ctx: Any) -> PassResult:
@@ -99,22 +93,18 @@ class Quantize(Pass):
         if problems:
             raise VerificationError("; ".join(p.message for p in problems))
         cfg, cal = self.config, self.config.calibration
-        prompts = ctx.data.get(cal.prompts) if ctx.data is not None else None
-        if not prompts:
-            raise UserInputError(f"quantize needs calibration prompts: data.prompts.{cal.prompts} is not set")
-        calibration = prompts[: cal.count] if cal.count else prompts
+        prompts = cal.prompt_set(ctx, self.name)
+        calibration = cal.chosen_prompts(ctx, self.name)
         heldout = prompts[len(calibration) : len(calibration) + cal.heldout] or calibration[: cal.heldout]
         pipeline = get_family(ir.family).pipeline(ir)
-        schedule = pipeline.schedule_with(
-            first=tuple(cal.first) if cal.first else None, later=tuple(cal.later) if cal.later else None
-        )
+        schedule = cal.schedule(pipeline)
         captured = capture_calls(pipeline, calibration, samples=cal.samples, seed=ctx.seed, schedule=schedule,
                                  batch=cal.batch)  # fmt: skip
         comp = ir[cfg.component]
         graphs = simulate_denoiser(
             comp.module, captured, precision(cfg.precision), cfg.htp, scheme=cfg.scheme, max_calls=cal.max_calls
         )
-        settings = {"precision": cfg.precision, "htp": cfg.htp, "scheme": cfg.scheme}
+        settings = self._settings()
         pipeline_sqnr = None
         if heldout:
             float_latents = pipeline.sample_latents(list(heldout), seed=ctx.seed + 1, schedule=schedule)
@@ -138,6 +128,10 @@ class Quantize(Pass):
             "heldout_prompts": len(heldout),
         }
         return PassResult(ir, True, report)
+
+    def _settings(self) -> dict[str, str]:
+        """What the simulation was built with (saved beside the encodings, needed to rebuild it)."""
+        return {"precision": self.config.precision, "htp": self.config.htp, "scheme": self.config.scheme}
 
     def ensures(self, before: dict[str, Any], result: PassResult) -> None:
         comp = result.ir[self.config.component]
