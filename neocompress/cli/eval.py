@@ -50,8 +50,8 @@ def command(
     from neocompress.bench.minibench import DEFAULT_NUM_PROMPTS, run_minibench
 
     family = family_for_source(pipeline)
-    if not family.supports_minibench:
-        raise UserInputError(f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it")
+    if family.minibench_refusal():
+        raise UserInputError(family.minibench_refusal())
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
     judges = Judges.load()  # missing judge weights fail before a model is loaded too
     err = Console(stderr=True)

@@ -71,6 +71,11 @@ class Pass(ABC):
         reports a missing set at that path before anything runs."""
         return {}
 
+    def target_problems(self, device: Any) -> list[Problem]:
+        """What this config asks that the recipe's target device (a Hexagon `DeviceProfile`) does not take;
+        the recipe check reports them before anything runs."""
+        return []
+
     # -- execution ---------------------------------------------------------------------------------------
     @abstractmethod
     def run(self, ir: PipelineIR, ctx: PassContext) -> PassResult: ...

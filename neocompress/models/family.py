@@ -66,6 +66,12 @@ class ModelFamily(ABC):
     decodes_videos = True  # the pipeline holds a decoder, so `generate` can write videos
     text_conditioning: str | None = None  # None: the model's own text encoders; else what stands in for them
 
+    def minibench_refusal(self) -> str | None:
+        """Why MiniBench cannot score this family's outputs, or None when it can (one message for every caller)."""
+        if self.supports_minibench:
+            return None
+        return f"MiniBench scores videos of the procedural world; family '{self.name}' cannot run it"
+
     def sampler_problems(self, first: list[int] | None, later: list[int] | None) -> dict[str, str]:
         """Problems of per-stage step counts (a pass's `first:` / `later:`) for this family's sampler."""
         return {}

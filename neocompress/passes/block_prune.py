@@ -125,14 +125,9 @@ class BlockPrune(Pass):
         problems = [
             Problem(m, path=f"calibration.{k}") for k, m in family.sampler_problems(cal.first, cal.later).items()
         ]
-        if self.config.recovery is not None and self.config.recovery.evaluate and not family.supports_minibench:
-            problems.append(
-                Problem(
-                    f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it "
-                    "(set evaluate: null)",
-                    path="recovery.evaluate",
-                )
-            )
+        refusal = family.minibench_refusal()
+        if self.config.recovery is not None and self.config.recovery.evaluate and refusal:
+            problems.append(Problem(f"{refusal} (set evaluate: null)", path="recovery.evaluate"))
         return problems
 
     def data_needs(self) -> dict[str, str]:

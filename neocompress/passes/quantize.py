@@ -71,6 +71,13 @@ class Quantize(Pass):
             return [Problem(f"'{cfg.component}' is already quantized", path="component")]
         return []
 
+    def target_problems(self, device: Any) -> list[Problem]:
+        from neocompress.targets.hexagon.devices import quantize_problems
+
+        return [
+            Problem(m, path=k) for k, m in quantize_problems(device, self.config.precision, self.config.htp).items()
+        ]
+
     def data_needs(self) -> dict[str, str]:
         return {"calibration.prompts": self.config.calibration.prompts}
 

@@ -133,12 +133,9 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
             read_prompt_source(prompt_set.source)
         except NeocompressError as e:
             problems.append(problem(str(e), ("data", "prompts", name, "source")))
-    if m.evaluate is not None and not family.supports_minibench:
-        problems.append(
-            problem(
-                f"MiniBench scores videos of the procedural world; family '{family.name}' cannot run it", ("evaluate",)
-            )
-        )
+    refusal = family.minibench_refusal()
+    if m.evaluate is not None and refusal:
+        problems.append(problem(refusal, ("evaluate",)))
     if m.generate is not None:
         for key, message in family.check_generate(ir, m.generate).items():
             problems.append(problem(message, ("generate", key)))
@@ -164,11 +161,9 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
                     problem(f"{p.name}: needs data.prompts.{name}, which the recipe does not define ({defined})", loc)
                 )
         found = p.check(ir)
-        if profile is not None and p.name == "quantize":  # what the device cannot run fails here, not on upload
-            from neocompress.targets.hexagon.devices import quantize_problems
-
-            bad = quantize_problems(profile, p.config.precision, p.config.htp)
-            problems += [problem(f"{p.name}: {msg}", ("passes", i, key)) for key, msg in bad.items()]
+        if profile is not None:  # what the device cannot run fails here, not on upload
+            for prob in p.target_problems(profile):
+                problems.append(problem(f"{p.name}: {prob.message}", ("passes", i, *(prob.path or "").split("."))))
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
             problems.append(problem(f"{p.name}: {prob.message}", loc))
