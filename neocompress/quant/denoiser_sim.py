@@ -197,7 +197,7 @@ class SimulatedDenoiser(nn.Module):
         if timestep.dim() == 0:
             timestep = timestep.expand(sample[-1].shape[0])
         # the traced graph has the matmul attention baked in: the float denoiser's backend does not matter
-        return g.sim.model(*sample, tokens, g.graph.attention_mask(text_mask), pooled, timestep)
+        return g.sim.model(*_graph_inputs(g.graph, (sample, tokens, text_mask, pooled, timestep)))
 
 
 ENCODINGS_INDEX = "graphs.json"

@@ -28,7 +28,12 @@ from neocompress.models.adapter import BlockAdapter
 from neocompress.models.checkpoint import weight_files
 from neocompress.models.diffusers_mmdit.adapters import FluxBlockAdapter, SD3BlockAdapter
 from neocompress.models.diffusers_mmdit.configs import FLUX_BUILTINS, SD3_BUILTINS, Builtin, MMDiTDefaults
-from neocompress.models.diffusers_mmdit.pipeline import TEXT_CONDITIONING, MMDiTImagePipeline, call_transformer
+from neocompress.models.diffusers_mmdit.pipeline import (
+    TEXT_CONDITIONING,
+    MMDiTImagePipeline,
+    call_transformer,
+    latent_channels,
+)
 from neocompress.models.family import MANIFEST, ModelFamily, read_manifest
 from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
 
@@ -87,7 +92,7 @@ class DiffusersMMDiTFamily(ModelFamily):
     # ------------------------------------------------------------------ building
     def _ir(self, model: nn.Module, defaults: MMDiTDefaults, source: str) -> PipelineIR:
         cfg = model.config
-        channels = cfg.in_channels // (4 if self.kind == "flux" else 1)
+        channels = latent_channels(self.kind, cfg)
         ir = PipelineIR(self.name, meta={"defaults": defaults, "source": source})
         ir.add(
             Component(
@@ -225,7 +230,7 @@ class DiffusersMMDiTFamily(ModelFamily):
             model = self.model_class().from_config(dict(comp.module.config))
         d: MMDiTDefaults = ir.meta["defaults"]
         cfg = model.config
-        channels = cfg.in_channels // (4 if self.kind == "flux" else 1)
+        channels = latent_channels(self.kind, cfg)
         with torch.device("meta"):
             text = TextEmbeddings(
                 torch.zeros(1, cfg.pooled_projection_dim),

@@ -57,6 +57,11 @@ class ImageSchedule:
         return {"steps": self.steps, "guidance": self.guidance}
 
 
+def latent_channels(kind: str, config: Any) -> int:
+    """Channels of the latents [B, C, h, w]: Flux's `in_channels` counts them packed 2x2 into tokens."""
+    return config.in_channels // (4 if kind == "flux" else 1)
+
+
 def call_transformer(kind: str, model: nn.Module, x: Tensor, sigma: Tensor, text: TextEmbeddings, guidance: float):
     """The velocity (noise - clean) that `model` predicts for latents x [B, C, h, w] at noise level sigma [B]."""
     dtype = next(model.parameters()).dtype
@@ -134,7 +139,7 @@ class MMDiTImagePipeline:
     def __init__(self, kind: str, model: nn.Module, defaults: MMDiTDefaults):
         self.kind, self.denoiser, self.defaults = kind, model.eval(), defaults
         cfg = model.config
-        self.channels = cfg.in_channels // (4 if kind == "flux" else 1)
+        self.channels = latent_channels(kind, cfg)
         self.text = SeededTextEmbedder(defaults.text_tokens, cfg.joint_attention_dim, cfg.pooled_projection_dim)
         self.schedule = ImageSchedule(defaults.steps, defaults.guidance)
         self.scheduler = _OneStage()
