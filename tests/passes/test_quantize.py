@@ -79,3 +79,8 @@ def test_the_output_reloads_with_its_encodings_and_samples_through_them(applied)
 def test_bad_configs_fail_at_validation(tmp_path: Path, passes: str, source: str, message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         load_recipe(_recipe(tmp_path, passes, source))
+
+
+def test_the_quantize_only_recipe_validates() -> None:
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "tiny-quantize.yaml")
+    assert [name for name, _ in recipe.planned] == [None, "quantize"]
