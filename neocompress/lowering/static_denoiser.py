@@ -1,14 +1,17 @@
-"""One Pyramid-Flow denoiser call at fixed shapes, as a module that torch.fx (AIMET's `prepare_model`) and the
-ONNX exporter take.
+"""One Pyramid-Flow denoiser graph per pyramid stage at fixed shapes, as a module that torch.fx (AIMET's
+`prepare_model`) and the ONNX exporter take.
 
 Why a wrapper: the denoiser's forward derives everything shape-dependent at run time from the clip list (token
-counts, the cropped/interpolated position table per clip, RoPE angles, the causal mask), which is Python
-control flow on shapes. An NPU graph has one static shape per pyramid stage anyway, so here those shape
-computations run once, in `__init__`, and become buffers; what varies per call (the clips, the text tokens, the
-text mask as an additive float mask with a finite masked value, the pooled vector, the timestep) are the
-graph's inputs. Attention runs on the explicit matmul -> add mask -> softmax -> matmul path, because AIMET's
-model preparer drops the `attn_mask` of `scaled_dot_product_attention`. The wrapped denoiser's weights are
-shared, not copied; its attention backend is switched (and `restore_backend` puts it back).
+counts, the cropped/interpolated position table per clip, RoPE angles, the causal mask), which is Python control
+flow on shapes. An NPU takes one static graph per shape, so, as Neodragon did (reference section 7), each stage
+gets ONE graph sized for the largest history the sampler will give it (the last latent frame's): a call with a
+shorter history (or none, for the first frame) fills the missing history slots at the FRONT with zeros, and the
+mask and the RoPE angles (both graph inputs, computed on the host by `pack`) make the padding contribute
+nothing: padded tokens are keys to no real token, and the real tokens keep the times they have without padding.
+The timestep enters as its sinusoidal embedding (a graph input), so the graph holds no Sin/Cos of a scalar.
+Attention runs on the explicit matmul -> add mask -> softmax -> matmul path, because AIMET's model preparer
+drops the `attn_mask` of `scaled_dot_product_attention`; the mask's masked value is finite (-100). The wrapped
+denoiser's weights are shared, not copied; its attention backend is switched (`restore_backend` puts it back).
 """
 
 from __future__ import annotations
@@ -18,17 +21,29 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from neocompress.models.pyramid_flow.attention import additive_mask, build_attention_mask, token_times
-from neocompress.models.pyramid_flow.embeddings import crop_positions, rope_angles
+from neocompress.models.pyramid_flow.attention import additive_mask, token_times
+from neocompress.models.pyramid_flow.embeddings import crop_positions, rope_angles, timestep_sinusoid
+from neocompress.models.pyramid_flow.history import history_stages
 
 _SUBCLASSES: dict[int, type] = {}
 NPU_MASKED_VALUE = -100.0  # finite: -inf breaks quantized softmax (toolchain notes: 30.6 dB at -100, 8.7 at -inf)
+TAIL_INPUTS = ["text_tokens", "attention_mask", "pooled", "timestep_proj", "rope_cos", "rope_sin"]
+
+
+def stage_slot_shapes(scheduler, stage: int, units: int, channels: int, height: int, width: int, batch: int):  # noqa: ANN001
+    """The clip shapes of `stage`'s graph: the history of the last of `units` latent frames (oldest first, each at
+    its pyramid resolution), then the current clip; `height` x `width` is the full latent size."""
+    shapes = []
+    for s in [*history_stages(units - 1, stage), stage]:
+        h, w = scheduler.stage_size(height, width, s)
+        shapes.append((batch, channels, 1, h, w))
+    return shapes
 
 
 class StaticStageDenoiser(nn.Module):
-    """`denoiser([*history, current], tokens, mask, pooled, t)` for clips of the shapes `clip_shapes`
-    ([B, C, T, H, W] each, history oldest first, current last) and `text_len` text tokens. Only the batch stays
-    free (it follows the inputs; an exporter may still fix it), so a CFG call (2B) and a plain one share a graph."""
+    """`graph(*clips, text_tokens, attention_mask, pooled, timestep_proj, rope_cos, rope_sin)` for clips of the
+    slot shapes ([B, C, T, H, W] each, history oldest first, current last) and `text_len` text tokens. Only the
+    batch stays free in torch (an exporter fixes it), so a CFG call (2B) and a plain one share a module."""
 
     def __init__(
         self,
@@ -46,8 +61,8 @@ class StaticStageDenoiser(nn.Module):
         self.clip_shapes = [tuple(int(s) for s in shape) for shape in clip_shapes]
         self.text_len = int(text_len)
         p = cfg.patch_size
-        batch, _, t_cur, h_cur, w_cur = self.clip_shapes[-1]
-        self.batch, self.patch = batch, p
+        _, _, t_cur, h_cur, w_cur = self.clip_shapes[-1]
+        self.patch = p
         self.grid = (t_cur, h_cur // p, w_cur // p)
         table = denoiser.pos_embed.pos_embed
         for i, (_, _, _, h, w) in enumerate(self.clip_shapes):
@@ -56,42 +71,99 @@ class StaticStageDenoiser(nn.Module):
         counts = denoiser.token_counts(self.clip_shapes, self.text_len, p)
         self.per_frame = list(counts.per_frame)
         self.history_tokens = counts.history
-        times = token_times(self.text_len, self.per_frame, list(range(len(self.per_frame))))
-        cos, sin = rope_angles(times, cfg.attention_head_dim, cfg.rope_theta)
-        self.register_buffer("rope_cos", cos[None, None].detach().clone(), persistent=False)
-        self.register_buffer("rope_sin", sin[None, None].detach().clone(), persistent=False)
+        self.frames_per_clip = [shape[2] for shape in self.clip_shapes]
+
+    @property
+    def history_slots(self) -> int:
+        return len(self.clip_shapes) - 1
 
     @property
     def sequence_length(self) -> int:
         return self.text_len + sum(self.per_frame)
 
-    def attention_mask(self, text_mask: Tensor) -> Tensor:
-        """The graph's mask input from a [B, L] text mask (1 real, 0 padding): additive, [B, 1, N, N]."""
-        frames = list(range(len(self.per_frame)))
-        return additive_mask(build_attention_mask(text_mask, self.per_frame, frames), self.masked_value)
-
-    def example_inputs(self, text_mask: Tensor | None = None, seed: int = 0) -> tuple[Tensor, ...]:
-        """Random inputs of the graph's shapes (for tracing, export and calibration smoke tests)."""
-        cfg = self.denoiser.config
-        gen = torch.Generator().manual_seed(seed)
-        clips = [torch.randn(shape, generator=gen) for shape in self.clip_shapes]
-        tokens = torch.randn(self.batch, self.text_len, cfg.joint_attention_dim, generator=gen)
-        text_mask = torch.ones(self.batch, self.text_len, dtype=torch.long) if text_mask is None else text_mask
-        pooled = torch.randn(self.batch, cfg.pooled_projection_dim, generator=gen)
-        timestep = torch.full((self.batch,), 500.0)
-        return (*clips, tokens, self.attention_mask(text_mask), pooled, timestep)
+    @property
+    def stage_key(self) -> tuple[int, ...]:
+        """(C, T, H, W) of the current clip: it names the stage (every stage has its own resolution)."""
+        return self.clip_shapes[-1][1:]
 
     def input_names(self) -> list[str]:
-        return [f"clip_{i}" for i in range(len(self.clip_shapes))] + [
-            "text_tokens",
-            "attention_mask",
-            "pooled",
-            "timestep",
-        ]
+        return [f"clip_{i}" for i in range(len(self.clip_shapes))] + TAIL_INPUTS
 
-    def run(self, clips: Sequence[Tensor], tokens: Tensor, mask: Tensor, pooled: Tensor, timestep: Tensor) -> Tensor:
-        """The clips (as in `clip_shapes`), text tokens [B, L, joint_dim], the additive mask [B, 1, N, N],
-        pooled [B, pooled_dim] and the timestep [B] -> the current clip's velocity."""
+    # ---- host side: one sampler call -> the graph's inputs ------------------------------------------------
+
+    def fits(self, sample: Sequence[Tensor]) -> str | None:
+        """None if the call's clips fit this graph's slots (a suffix of the history slots, then the current
+        clip), else what does not fit."""
+        if len(sample) - 1 > self.history_slots:
+            return f"{len(sample) - 1} history clips, the graph has {self.history_slots} slots"
+        slots = self.clip_shapes[len(self.clip_shapes) - len(sample) :]
+        for clip, slot in zip(sample, slots, strict=True):
+            if tuple(clip.shape[1:]) != slot[1:]:
+                return f"clip {tuple(clip.shape[1:])} where the graph's slot is {slot[1:]}"
+        return None
+
+    def pack(
+        self, sample: Sequence[Tensor], tokens: Tensor, text_mask: Tensor, pooled: Tensor, timestep: Tensor
+    ) -> tuple[Tensor, ...]:
+        """The graph inputs of a sampler call: history padded at the front with zeros, the additive mask, the
+        timestep embedding and the RoPE tables, for the call's batch."""
+        problem = self.fits(sample)
+        if problem is not None:
+            raise ValueError(f"this call does not fit the stage graph: {problem}")
+        batch = sample[-1].shape[0]
+        pad = len(self.clip_shapes) - len(sample)
+        zeros = [torch.zeros((batch, *s[1:]), dtype=sample[-1].dtype) for s in self.clip_shapes[:pad]]
+        real = [False] * sum(self.frames_per_clip[:pad]) + [True] * sum(self.frames_per_clip[pad:])
+        if timestep.dim() == 0:
+            timestep = timestep.expand(batch)
+        cos, sin = self._rope(real)
+        t_proj = timestep_sinusoid(timestep, self.denoiser.time_text_embed.timestep_channels).to(pooled.dtype)
+        mask = self._mask(text_mask, real)
+        return (*zeros, *sample, tokens, mask, pooled, t_proj, cos, sin)
+
+    def _frame_times(self, real: Sequence[bool]) -> list[int]:
+        """Real frames keep the times they have without padding (0, 1, ...); padded frames sit at 0."""
+        first = real.index(True)
+        return [j - first if r else 0 for j, r in enumerate(real)]
+
+    def _rope(self, real: Sequence[bool]) -> tuple[Tensor, Tensor]:
+        times = token_times(self.text_len, self.per_frame, self._frame_times(real))
+        cos, sin = rope_angles(times, self.denoiser.config.attention_head_dim, self.denoiser.config.rope_theta)
+        return cos[None, None], sin[None, None]
+
+    def _mask(self, text_mask: Tensor, real: Sequence[bool]) -> Tensor:
+        """Additive [B, 1, N, N]: a query sees keys of its own group at times <= its own; valid text and real
+        frames form a sample's group, padded text and padded frames group 0 (every row keeps itself, so the
+        softmax stays finite, and no real token reads padding)."""
+        batch = text_mask.shape[0]
+        sample_id = torch.arange(1, batch + 1)[:, None]
+        text_ids = torch.where(text_mask != 0, sample_id, torch.zeros_like(sample_id))
+        frame_ids = [sample_id.expand(batch, n) if r else torch.zeros(batch, n, dtype=torch.long)
+                     for n, r in zip(self.per_frame, real, strict=True)]  # fmt: skip
+        ids = torch.cat([text_ids, *frame_ids], dim=1)
+        times = token_times(self.text_len, self.per_frame, self._frame_times(real))
+        allowed = (ids[:, None, :, None] == ids[:, None, None, :]) & (times[:, None] >= times[None, :])[None, None]
+        return additive_mask(allowed, self.masked_value)
+
+    def example_inputs(self, text_mask: Tensor | None = None, seed: int = 0, history: int | None = None,
+                       batch: int | None = None) -> tuple[Tensor, ...]:  # fmt: skip
+        """Random graph inputs for a call with `history` real history clips (default: all slots)."""
+        cfg = self.denoiser.config
+        gen = torch.Generator().manual_seed(seed)
+        batch = batch or (text_mask.shape[0] if text_mask is not None else self.clip_shapes[-1][0])
+        history = self.history_slots if history is None else history
+        shapes = self.clip_shapes[self.history_slots - history :]
+        clips = [torch.randn((batch, *s[1:]), generator=gen) for s in shapes]
+        tokens = torch.randn(batch, self.text_len, cfg.joint_attention_dim, generator=gen)
+        text_mask = torch.ones(batch, self.text_len, dtype=torch.long) if text_mask is None else text_mask
+        pooled = torch.randn(batch, cfg.pooled_projection_dim, generator=gen)
+        return self.pack(clips, tokens, text_mask, pooled, torch.full((batch,), 500.0))
+
+    # ---- the graph ----------------------------------------------------------------------------------------
+
+    def run(self, clips: Sequence[Tensor], tokens: Tensor, mask: Tensor, pooled: Tensor, t_proj: Tensor,
+            rope_cos: Tensor, rope_sin: Tensor) -> Tensor:  # fmt: skip
+        """The packed inputs -> the current clip's velocity."""
         d = self.denoiser
         embedded = []
         for i, clip in enumerate(clips):
@@ -100,11 +172,11 @@ class StaticStageDenoiser(nn.Module):
             x = d.pos_embed.proj(frames).flatten(2).transpose(1, 2) + getattr(self, f"pos_{i}")
             embedded.append(x.reshape(-1, t * (h // self.patch) * (w // self.patch), x.shape[-1]))
         hidden = torch.cat(embedded, dim=1)
-        temb = d.time_text_embed(timestep, pooled)
+        embed = d.time_text_embed
+        temb = embed.timestep_embedder(t_proj) + embed.text_embedder(pooled)
         context = d.context_embedder(tokens) if d.config.use_context_embedder else tokens
-        rope = (self.rope_cos, self.rope_sin)
         for block in d.transformer_blocks:
-            new_context, hidden = block(hidden, context, temb, mask, rope)
+            new_context, hidden = block(hidden, context, temb, mask, (rope_cos, rope_sin))
             if new_context is not None:
                 context = new_context
         hidden = hidden[:, self.history_tokens :]
@@ -119,10 +191,9 @@ class StaticStageDenoiser(nn.Module):
         sub = _SUBCLASSES.get(n)
         if sub is None:
             names = [f"clip_{i}" for i in range(n)]
-            rest = ["text_tokens", "attention_mask", "pooled", "timestep"]
             source = (
-                f"def forward(self, {', '.join(names + rest)}):\n"
-                f"    return self.run(({', '.join(names)},), {', '.join(rest)})\n"
+                f"def forward(self, {', '.join(names + TAIL_INPUTS)}):\n"
+                f"    return self.run(({', '.join(names)},), {', '.join(TAIL_INPUTS)})\n"
             )
             namespace: dict = {}
             exec(source, namespace)  # noqa: S102 - a fixed template of identifiers, for a real signature

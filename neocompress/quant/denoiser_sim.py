@@ -1,11 +1,11 @@
-"""The Pyramid-Flow denoiser under AIMET's QuantizationSimModel, one simulated graph per call shape.
+"""The Pyramid-Flow denoiser under AIMET's QuantizationSimModel, one simulated graph per pyramid stage.
 
-Why per shape: the sampler calls the denoiser at three pyramid stages, for the first latent frame alone and for
-later frames with a history, and each (stage, history) shape is its own static NPU graph (see
-`neocompress.lowering.static_denoiser`). Calibrating each graph on the activations of its own calls is the
-paper's per-stage calibration: the stages see different noise levels and token counts, and one shared set of
-encodings would clip one stage to fit another. The calls are captured by a forward hook while the pipeline
-samples the calibration prompts with its real schedule.
+Why per stage: the sampler calls the denoiser at three pyramid stages, and each stage is one static NPU graph
+sized for the longest history, shorter histories padded at the front (see `neocompress.lowering.static_denoiser`).
+Calibrating each graph on the activations of its own stage's calls is the paper's per-stage calibration: the
+stages see different noise levels and token counts, and one shared set of encodings would clip one stage to fit
+another. The calls are captured by a forward hook while the pipeline samples the calibration prompts with its
+real schedule; a graph's slots are those of the longest history its stage was called with.
 """
 
 from __future__ import annotations
@@ -24,19 +24,24 @@ from neocompress.core.errors import UserInputError
 from neocompress.lowering.static_denoiser import StaticStageDenoiser
 from neocompress.quant.precision import Precision, htp_config, sqnr_db
 
-ShapeKey = tuple[tuple[int, ...], ...]  # (C, T, H, W) of each clip: the batch is free
+StageKey = tuple[int, ...]  # (C, T, H, W) of the current clip: each pyramid stage has its own resolution
 
 
-def shape_key(sample: Sequence[Tensor]) -> ShapeKey:
-    return tuple(tuple(int(s) for s in c.shape[1:]) for c in sample)
+def stage_key(sample: Sequence[Tensor]) -> StageKey:
+    return tuple(int(s) for s in sample[-1].shape[1:])
 
 
 @dataclass
 class CapturedCalls:
-    """Denoiser inputs (and float outputs) per call shape, with the pyramid stage each shape belongs to."""
+    """Denoiser inputs (and float outputs) per stage (keyed by the current clip's shape), with the stage index."""
 
-    calls: dict[ShapeKey, list[tuple[tuple, Tensor]]] = field(default_factory=dict)
-    stage_of: dict[ShapeKey, int] = field(default_factory=dict)
+    calls: dict[StageKey, list[tuple[tuple, Tensor]]] = field(default_factory=dict)
+    stage_of: dict[StageKey, int] = field(default_factory=dict)
+
+    def slot_shapes(self, key: StageKey) -> list[tuple[int, ...]]:
+        """(C, T, H, W) of each clip of the stage's longest-history call: the stage graph's slots."""
+        longest = max(self.calls[key], key=lambda c: len(c[0]))[0]
+        return [tuple(int(s) for s in c.shape[1:]) for c in longest]
 
 
 @torch.no_grad()
@@ -57,7 +62,7 @@ def capture_calls(
     stage = {"now": 0}
 
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Tensor) -> None:
-        key = shape_key(args[0])
+        key = stage_key(args[0])
         out.calls.setdefault(key, []).append(([c.detach() for c in args[0]], *[a.detach() for a in args[1:]], output))
         out.stage_of[key] = stage["now"]
 
@@ -77,13 +82,12 @@ def capture_calls(
 
 
 def _graph_inputs(graph: StaticStageDenoiser, call: tuple) -> tuple[Tensor, ...]:
-    sample, tokens, text_mask, pooled, timestep = call[:5]
-    return (*sample, tokens, graph.attention_mask(text_mask), pooled, timestep)
+    return graph.pack(*call[:5])
 
 
 @dataclass
 class SimulatedGraph:
-    key: ShapeKey
+    key: StageKey
     stage: int
     sim: Any  # aimet_torch QuantizationSimModel
     graph: StaticStageDenoiser
@@ -93,7 +97,7 @@ class SimulatedGraph:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "clips": [list(k) for k in self.key],
+            "clips": [list(s[1:]) for s in self.graph.clip_shapes],
             "stage": self.stage,
             "batch": self.graph.clip_shapes[-1][0],
             "text_len": self.graph.text_len,
@@ -145,15 +149,15 @@ def simulate_denoiser(
     scheme: str = "tf",
     max_calls: int = 32,
 ) -> list[SimulatedGraph]:
-    """A QuantSim per call shape, encodings computed on that shape's captured calls (at most `max_calls`), and
-    its SQNR against the float denoiser on the same calls."""
+    """A QuantSim per stage, encodings computed on that stage's captured calls (at most `max_calls`, spread over
+    the run), and its SQNR against the float denoiser on the same calls."""
     out = []
     for key, calls in captured.calls.items():
         t0 = time.perf_counter()
         chosen = calls[:: max(1, len(calls) // max_calls)][:max_calls]
         text_len = chosen[0][1].shape[1]
         batch = chosen[0][0][0].shape[0]
-        graph = StaticStageDenoiser(denoiser, [(batch, *k) for k in key], text_len).eval()
+        graph = StaticStageDenoiser(denoiser, [(batch, *k) for k in captured.slot_shapes(key)], text_len).eval()
         inputs = [_graph_inputs(graph, c) for c in chosen]
         prepared, sim = _new_sim(graph, inputs[0], precision, htp, scheme)
         with torch.no_grad():  # the preparer must not change the function (it once dropped an attn_mask)
@@ -180,7 +184,7 @@ def simulate_denoiser(
 
 
 class SimulatedDenoiser(nn.Module):
-    """The denoiser as the pipeline calls it, answered by the simulated graph of the call's shape."""
+    """The denoiser as the pipeline calls it, answered by the simulated graph of the call's stage."""
 
     def __init__(self, float_denoiser: nn.Module, graphs: Sequence[SimulatedGraph]):
         super().__init__()
@@ -189,13 +193,14 @@ class SimulatedDenoiser(nn.Module):
         self.graphs = {g.key: g for g in graphs}
 
     def forward(self, sample, tokens, text_mask, pooled, timestep):  # noqa: ANN001 - the denoiser's signature
-        key = shape_key(sample)
+        key = stage_key(sample)
         g = self.graphs.get(key)
         if g is None:
             known = ", ".join(str(k) for k in self.graphs)
-            raise UserInputError(f"no quantized graph for denoiser call shape {key}; calibrated shapes: {known}")
-        if timestep.dim() == 0:
-            timestep = timestep.expand(sample[-1].shape[0])
+            raise UserInputError(f"no quantized graph for a current clip of shape {key}; calibrated: {known}")
+        problem = g.graph.fits(sample)
+        if problem is not None:
+            raise UserInputError(f"the quantized stage graph {key} was calibrated for shorter histories: {problem}")
         # the traced graph has the matmul attention baked in: the float denoiser's backend does not matter
         return g.sim.model(*_graph_inputs(g.graph, (sample, tokens, text_mask, pooled, timestep)))
 
@@ -204,18 +209,24 @@ ENCODINGS_INDEX = "graphs.json"
 
 
 def save_encodings(graphs: Sequence[SimulatedGraph], folder: Path, settings: dict[str, Any]) -> None:
-    """One AIMET encodings JSON per graph plus an index (shapes, stage, settings) that `load_simulated` reads."""
+    """Each graph's quantizer state (AIMET's `quantizer_state_dict`: ranges, bit widths, enabled flags; lossless,
+    unlike a JSON round trip) as safetensors, plus an index (slot shapes, stage, settings) that `load_simulated`
+    reads."""
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for i, g in enumerate(graphs):
-        prefix = f"graph_{i:02d}"
-        g.sim.save_encodings_to_json(str(folder), prefix)
-        entries.append({**g.describe(), "encodings": f"{prefix}.json"})
+        name = f"graph_{i:02d}.safetensors"
+        save_file(_flat_state(g.sim.quantizer_state_dict()), str(folder / name))
+        entries.append({**g.describe(), "quantizers": name})
     (folder / ENCODINGS_INDEX).write_text(json.dumps({"settings": settings, "graphs": entries}, indent=1))
 
 
 def load_simulated(denoiser: nn.Module, folder: Path) -> tuple[list[SimulatedGraph], dict[str, Any]]:
-    """Rebuild each graph's QuantSim from the float denoiser and its saved encodings (no calibration)."""
+    """Rebuild each graph's QuantSim from the float denoiser and its saved quantizer state (no calibration)."""
+    from safetensors.torch import load_file
+
     from neocompress.quant.precision import precision
 
     index = json.loads((folder / ENCODINGS_INDEX).read_text())
@@ -228,10 +239,43 @@ def load_simulated(denoiser: nn.Module, folder: Path) -> tuple[list[SimulatedGra
         _, sim = _new_sim(
             graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"], settings["scheme"]
         )
-        sim.load_encodings(str(folder / e["encodings"]))
+        missing = _load_quantizers(sim, _nested_state(load_file(str(folder / e["quantizers"]))))
+        if missing:
+            raise UserInputError(f"{folder / e['quantizers']}: no saved state for quantizers {missing[:5]}")
         graph.restore_backend()
-        key = tuple(tuple(k) for k in e["clips"])
         graphs.append(
-            SimulatedGraph(key, e["stage"], sim, graph, e["calibration_calls"], e["sqnr_db"], time.perf_counter() - t0)
-        )
+            SimulatedGraph(tuple(e["clips"][-1]), e["stage"], sim, graph, e["calibration_calls"], e["sqnr_db"],
+                           time.perf_counter() - t0)
+        )  # fmt: skip
     return graphs, settings
+
+
+_SEP = "/"  # joins a quantizer's `_extra_state` key to its fields (a '/' never occurs in a module path)
+
+
+def _flat_state(state: dict[str, Any]) -> dict[str, Tensor]:
+    """A quantizer state dict as plain tensors: each `_extra_state` dict of tensors becomes one key per field."""
+    out = {}
+    for k, v in state.items():
+        items = v.items() if isinstance(v, dict) else [(None, v)]
+        for field_name, t in items:
+            out[k if field_name is None else f"{k}{_SEP}{field_name}"] = torch.as_tensor(t).detach().contiguous()
+    return out
+
+
+def _nested_state(flat: dict[str, Tensor]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        if _SEP in k:
+            key, field_name = k.split(_SEP, 1)
+            out.setdefault(key, {})[field_name] = v
+        else:
+            out[k] = v
+    return out
+
+
+def _load_quantizers(sim: Any, state: dict[str, Tensor]) -> list[str]:
+    """Load a `quantizer_state_dict` into a fresh sim of the same graph; the quantizer keys it lacked."""
+    expected = set(sim.quantizer_state_dict())
+    sim.model.load_state_dict(state, strict=False)
+    return sorted(expected - set(state))
