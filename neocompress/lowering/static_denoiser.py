@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from neocompress.models.pyramid_flow.attention import additive_mask, token_times
-from neocompress.models.pyramid_flow.embeddings import crop_positions, rope_angles, timestep_sinusoid
+from neocompress.lowering.stage_packing import StagePacker
+from neocompress.models.pyramid_flow.embeddings import crop_positions
 from neocompress.models.pyramid_flow.history import history_stages
 
 _SUBCLASSES: dict[int, type] = {}
@@ -72,6 +72,12 @@ class StaticStageDenoiser(nn.Module):
         self.per_frame = list(counts.per_frame)
         self.history_tokens = counts.history
         self.frames_per_clip = [shape[2] for shape in self.clip_shapes]
+        if t_cur != 1:
+            raise ValueError(f"a stage graph generates one latent frame at a time, got a current clip of {t_cur}")
+        # unpatchify at rank 4 (the HTP takes no rank-7 reshape, and the QNN HTP backend computed a channel Gather
+        # wrongly here): tokens [B, h*w, (p1, p2, C)] -> [B, C, (p1, p2), h*w] by a transpose, then a pixel shuffle
+        # (ONNX DepthToSpace, channels ordered (C, p1, p2)) puts each patch in place
+        self.shuffle = nn.PixelShuffle(p)
 
     @property
     def history_slots(self) -> int:
@@ -89,61 +95,21 @@ class StaticStageDenoiser(nn.Module):
     def input_names(self) -> list[str]:
         return [f"clip_{i}" for i in range(len(self.clip_shapes))] + TAIL_INPUTS
 
-    # ---- host side: one sampler call -> the graph's inputs ------------------------------------------------
+    @property
+    def packer(self) -> StagePacker:
+        """The host side of this graph: a sampler call -> its inputs (the bundle runtime uses it without torch
+        modules)."""
+        cfg = self.denoiser.config
+        return StagePacker(
+            [s[1:] for s in self.clip_shapes], self.text_len, self.per_frame, self.frames_per_clip,
+            cfg.attention_head_dim, cfg.rope_theta, self.denoiser.time_text_embed.timestep_channels, self.masked_value,
+        )  # fmt: skip
 
     def fits(self, sample: Sequence[Tensor]) -> str | None:
-        """None if the call's clips fit this graph's slots (a suffix of the history slots, then the current
-        clip), else what does not fit."""
-        if len(sample) - 1 > self.history_slots:
-            return f"{len(sample) - 1} history clips, the graph has {self.history_slots} slots"
-        slots = self.clip_shapes[len(self.clip_shapes) - len(sample) :]
-        for clip, slot in zip(sample, slots, strict=True):
-            if tuple(clip.shape[1:]) != slot[1:]:
-                return f"clip {tuple(clip.shape[1:])} where the graph's slot is {slot[1:]}"
-        return None
+        return self.packer.fits(sample)
 
-    def pack(
-        self, sample: Sequence[Tensor], tokens: Tensor, text_mask: Tensor, pooled: Tensor, timestep: Tensor
-    ) -> tuple[Tensor, ...]:
-        """The graph inputs of a sampler call: history padded at the front with zeros, the additive mask, the
-        timestep embedding and the RoPE tables, for the call's batch."""
-        problem = self.fits(sample)
-        if problem is not None:
-            raise ValueError(f"this call does not fit the stage graph: {problem}")
-        batch = sample[-1].shape[0]
-        pad = len(self.clip_shapes) - len(sample)
-        zeros = [torch.zeros((batch, *s[1:]), dtype=sample[-1].dtype) for s in self.clip_shapes[:pad]]
-        real = [False] * sum(self.frames_per_clip[:pad]) + [True] * sum(self.frames_per_clip[pad:])
-        if timestep.dim() == 0:
-            timestep = timestep.expand(batch)
-        cos, sin = self._rope(real)
-        t_proj = timestep_sinusoid(timestep, self.denoiser.time_text_embed.timestep_channels).to(pooled.dtype)
-        mask = self._mask(text_mask, real)
-        return (*zeros, *sample, tokens, mask, pooled, t_proj, cos, sin)
-
-    def _frame_times(self, real: Sequence[bool]) -> list[int]:
-        """Real frames keep the times they have without padding (0, 1, ...); padded frames sit at 0."""
-        first = real.index(True)
-        return [j - first if r else 0 for j, r in enumerate(real)]
-
-    def _rope(self, real: Sequence[bool]) -> tuple[Tensor, Tensor]:
-        times = token_times(self.text_len, self.per_frame, self._frame_times(real))
-        cos, sin = rope_angles(times, self.denoiser.config.attention_head_dim, self.denoiser.config.rope_theta)
-        return cos[None, None], sin[None, None]
-
-    def _mask(self, text_mask: Tensor, real: Sequence[bool]) -> Tensor:
-        """Additive [B, 1, N, N]: a query sees keys of its own group at times <= its own; valid text and real
-        frames form a sample's group, padded text and padded frames group 0 (every row keeps itself, so the
-        softmax stays finite, and no real token reads padding)."""
-        batch = text_mask.shape[0]
-        sample_id = torch.arange(1, batch + 1)[:, None]
-        text_ids = torch.where(text_mask != 0, sample_id, torch.zeros_like(sample_id))
-        frame_ids = [sample_id.expand(batch, n) if r else torch.zeros(batch, n, dtype=torch.long)
-                     for n, r in zip(self.per_frame, real, strict=True)]  # fmt: skip
-        ids = torch.cat([text_ids, *frame_ids], dim=1)
-        times = token_times(self.text_len, self.per_frame, self._frame_times(real))
-        allowed = (ids[:, None, :, None] == ids[:, None, None, :]) & (times[:, None] >= times[None, :])[None, None]
-        return additive_mask(allowed, self.masked_value)
+    def pack(self, *call: Tensor) -> tuple[Tensor, ...]:
+        return self.packer.pack(*call)
 
     def example_inputs(self, text_mask: Tensor | None = None, seed: int = 0, history: int | None = None,
                        batch: int | None = None) -> tuple[Tensor, ...]:  # fmt: skip
@@ -181,8 +147,10 @@ class StaticStageDenoiser(nn.Module):
                 context = new_context
         hidden = hidden[:, self.history_tokens :]
         hidden = d.proj_out(d.norm_out(hidden, temb))
-        t, h, w = self.grid
-        return d.unpatchify(hidden, t, h, w)
+        _, h, w = self.grid
+        p, c = self.patch, d.config.out_channels
+        patches = hidden.unflatten(2, (p * p, c)).permute(0, 3, 2, 1).reshape(-1, c * p * p, h, w)
+        return self.shuffle(patches).unsqueeze(2)  # [B, C, 1, h*p, w*p]
 
     def __new__(cls, denoiser: nn.Module, clip_shapes: Sequence[Sequence[int]], *args, **kwargs):
         """An instance of a subclass whose `forward` names one argument per input: torch.fx traces a forward
