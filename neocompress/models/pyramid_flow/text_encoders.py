@@ -196,34 +196,8 @@ class TextBundle(nn.Module):
 
     def tokenize(self, prompts: Sequence[str]) -> TokenizedPrompts:
         """CLIP ids padded/truncated to `clip_max_length`; T5 ids and mask padded to `t5_max_length`."""
-        if isinstance(prompts, str):
-            raise TypeError("pass a list of prompts, not a single string")
-        toks = self._require_tokenizers()
-        prompts = list(prompts)
-
-        def clip_ids(tok: Any) -> Tensor:
-            out = tok(
-                prompts,
-                padding="max_length",
-                max_length=self.config.clip_max_length,
-                truncation=True,
-                return_tensors="pt",
-            )
-            return out["input_ids"]
-
-        t5 = toks.t5(
-            prompts,
-            padding="max_length",
-            max_length=self.config.t5_max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
-        return TokenizedPrompts(
-            clip_l_ids=clip_ids(toks.clip_l),
-            clip_g_ids=clip_ids(toks.clip_g),
-            t5_ids=t5["input_ids"],
-            t5_mask=t5["attention_mask"].long(),
+        return tokenize_prompts(
+            self._require_tokenizers(), prompts, self.config.clip_max_length, self.config.t5_max_length
         )
 
     def forward(self, tokens: TokenizedPrompts) -> TextEmbeddings:
@@ -238,6 +212,28 @@ class TextBundle(nn.Module):
     def encode(self, prompts: Sequence[str]) -> TextEmbeddings:
         """Prompts to the DiT's text inputs (no autograd graph)."""
         return self(self.tokenize(prompts))
+
+
+def tokenize_prompts(
+    toks: TextTokenizers, prompts: Sequence[str], clip_max_length: int, t5_max_length: int
+) -> TokenizedPrompts:
+    """The three encoders' token ids for `prompts` (no model needed: a lowered bundle tokenizes with this)."""
+    if isinstance(prompts, str):
+        raise TypeError("pass a list of prompts, not a single string")
+    prompts = list(prompts)
+
+    def clip_ids(tok: Any) -> Tensor:
+        out = tok(prompts, padding="max_length", max_length=clip_max_length, truncation=True, return_tensors="pt")
+        return out["input_ids"]
+
+    t5 = toks.t5(prompts, padding="max_length", max_length=t5_max_length, truncation=True, add_special_tokens=True,
+                 return_tensors="pt")  # fmt: skip
+    return TokenizedPrompts(
+        clip_l_ids=clip_ids(toks.clip_l),
+        clip_g_ids=clip_ids(toks.clip_g),
+        t5_ids=t5["input_ids"],
+        t5_mask=t5["attention_mask"].long(),
+    )
 
 
 def _read_lengths(root: Path) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""The onnxruntime target: the lowered graphs as ONNX files that run here, and a runtime that generates from them."""
