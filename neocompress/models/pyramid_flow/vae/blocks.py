@@ -90,7 +90,8 @@ class SpatialUpsample2x(nn.Module):
     """Double H and W by depth-to-space: a causal conv to 4C channels, then a 2x2 pixel shuffle per frame.
 
     Channel ``c * 4 + 2 * dy + dx`` lands at pixel (2h + dy, 2w + dx), as upstream's
-    ``'b (c p1 p2) t h w -> b c t (h p1) (w p2)'`` (the layout of torch's pixel_shuffle).
+    ``'b (c p1 p2) t h w -> b c t (h p1) (w p2)'`` (the layout of torch's pixel_shuffle). Written as a per-frame
+    pixel shuffle at rank <= 5 (ONNX DepthToSpace), because the Hexagon NPU takes no rank-7 reshape.
     """
 
     def __init__(self, channels: int) -> None:
@@ -100,8 +101,8 @@ class SpatialUpsample2x(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         b, c4, t, h, w = y.shape
-        y = y.reshape(b, c4 // 4, 2, 2, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
-        return y.reshape(b, c4 // 4, t, h * 2, w * 2)
+        frames = F.pixel_shuffle(y.transpose(1, 2).reshape(b * t, c4, h, w), 2)  # [b*t, c, 2h, 2w]
+        return frames.reshape(b, t, c4 // 4, h * 2, w * 2).transpose(1, 2)
 
 
 class TemporalUpsample2x(nn.Module):
@@ -119,8 +120,8 @@ class TemporalUpsample2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
-        b, c2, t, h, w = y.shape
-        y = y.reshape(b, c2 // 2, 2, t, h, w).transpose(2, 3).reshape(b, c2 // 2, t * 2, h, w)
+        b, c2, t, h, w = y.shape  # rank 5 throughout (the NPU's limit): h and w ride together
+        y = y.reshape(b, c2 // 2, 2, t, h * w).transpose(2, 3).reshape(b, c2 // 2, t * 2, h, w)
         return y[:, :, 1:]
 
 
