@@ -1,0 +1,129 @@
+"""A QDQ ONNX graph as the Hexagon lowering handles it: simplified to static shapes, read for its quantized
+tensors, stripped back to its float twin, and its quantization written as AIMET encodings.
+
+Why derive the encodings from the QDQ graph: the parts a split produces are sub-graphs of the QDQ graph, and a
+`.aimet` folder's encodings must name exactly the tensors of its own `.onnx`. Reading scale and zero point off
+each QuantizeLinear gives that by construction (AIMET's encodings 1.0.0 format; AIMET's own file for the whole
+graph is kept beside them and checked to agree). onnxsim runs on the QDQ graph (it folds the exporter's
+shape arithmetic, so every tensor has a static shape; it changes no number here: identical outputs), never on
+a float graph whose names an encodings file refers to, and never with its attention fusion (the HTP takes no
+`com.microsoft` contrib ops).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+SKIPPED_OPTIMIZERS = ["fuse_attention"]
+_QMIN = {np.dtype("uint8"): 0, np.dtype("int8"): -128, np.dtype("uint16"): 0, np.dtype("int16"): -32768,
+         np.dtype("int32"): -(2**31), np.dtype("uint32"): 0}  # fmt: skip
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model, skipped_optimizers=SKIPPED_OPTIMIZERS)
+    if not ok:
+        raise RuntimeError("onnxsim could not verify the simplified graph against the original")
+    return onnx.shape_inference.infer_shapes(simplified)
+
+
+def constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return out
+
+
+def quantized_tensors(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
+    """{float tensor name: its AIMET 1.0.0 encoding} for every QuantizeLinear of the graph."""
+    consts = constants(model)
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        scale = np.atleast_1d(consts[n.input[1]]).astype(np.float64)
+        zero = np.atleast_1d(consts[n.input[2]])
+        qmin = _QMIN[zero.dtype]
+        bw = zero.dtype.itemsize * 8
+        out[n.input[0]] = {
+            "name": n.input[0],
+            "dtype": "INT",
+            "bw": bw,
+            "is_sym": bool(np.all(zero == 0) and qmin < 0),
+            "scale": [float(s) for s in scale],
+            "offset": [int(qmin - int(z)) for z in zero],  # AIMET counts offsets on the unsigned grid
+            "enc_type": "PER_CHANNEL" if scale.size > 1 else "PER_TENSOR",
+            "is_param": n.input[0] in consts,
+        }
+    return out
+
+
+def encodings_file(model: onnx.ModelProto) -> dict[str, Any]:
+    """AIMET encodings 1.0.0 for the float twin of `model` (tensor names as in `strip_qdq(model)`)."""
+    entries = quantized_tensors(model)
+    strip = {k: {f: v for f, v in e.items() if f != "is_param"} for k, e in entries.items()}
+    return {
+        "version": "1.0.0",
+        "activation_encodings": [e for k, e in strip.items() if not entries[k]["is_param"]],
+        "param_encodings": [e for k, e in strip.items() if entries[k]["is_param"]],
+        "excluded_layers": [],
+        "quantizer_args": {"activation_bitwidth": 16, "param_bitwidth": 8, "dtype": "int"},
+    }
+
+
+def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The float twin: every QuantizeLinear -> DequantizeLinear pair removed, its consumers reading the float
+    tensor the pair quantized. Same tensor names as the QDQ graph, the function of the float model."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    rename = {}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear":
+            q = producers.get(n.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                rename[n.output[0]] = q.input[0]
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep = [n for n in out.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    for n in keep:
+        for i, name in enumerate(n.input):
+            n.input[i] = rename.get(name, name)
+    del out.graph.node[:]
+    out.graph.node.extend(keep)
+    for o in out.graph.output:
+        if o.name in rename:  # a graph output read through its QDQ pair: rename the producer's tensor back
+            src = rename[o.name]
+            for n in out.graph.node:
+                for i, name in enumerate(n.output):
+                    if name == src:
+                        n.output[i] = o.name
+                for i, name in enumerate(n.input):
+                    if name == src:
+                        n.input[i] = o.name
+    used = {i for n in out.graph.node for i in n.input}
+    kept_init = [i for i in out.graph.initializer if i.name in used]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(kept_init)
+    del out.graph.value_info[:]
+    return out
+
+
+def weight_bytes(model: onnx.ModelProto) -> dict[str, int]:
+    """Deployed bytes of each initializer: at its quantized width where a QuantizeLinear reads it (8-bit
+    weights are 1 byte on the NPU, though the QDQ file stores them as float), else as stored."""
+    quantized = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    consts = constants(model)
+    out = {}
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if init.name in quantized:
+            zero = consts[quantized[init.name].input[2]]
+            out[init.name] = int(arr.size * zero.dtype.itemsize)
+        else:
+            out[init.name] = int(arr.nbytes)
+    return out
