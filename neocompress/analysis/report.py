@@ -139,12 +139,14 @@ def quantize_lines(record: dict[str, Any]) -> list[str]:
         f"{r['precision'].upper()} on HTP {r['htp']} ({r['scheme']}), calibrated per graph on "
         f"{r['calibration_prompts']} prompts:",
         "",
-        "| stage | clips (C, T, H, W) | calibration calls | SQNR dB |",
-        "|---:|---|---:|---:|",
+        "| stage | clips (C, T, H, W) | calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for g in sorted(r["graphs"], key=lambda g: (g["stage"], len(g["clips"]))):
         clips = " + ".join("x".join(str(d) for d in c) for c in g["clips"])
-        lines.append(f"| {g['stage']} | {clips} | {g['calibration_calls']} | {g['sqnr_db']:.1f} |")
+        held = "n/a" if g.get("heldout_sqnr_db") is None else f"{g['heldout_sqnr_db']:.1f}"
+        lines.append(f"| {g['stage']} | {clips} | {g['calibration_calls']} | {g['sqnr_db']:.1f} | "
+                     f"{g.get('heldout_calls', 0)} | {held} |")  # fmt: skip
     if r.get("latents_sqnr_db") is not None:
         lines.append(
             f"\nSampled latents of {r['heldout_prompts']} held-out prompt(s), quantized vs float: "

@@ -107,10 +107,13 @@ class Quantize(Pass):
         schedule = cal.schedule(pipeline)
         captured = capture_calls(pipeline, calibration, samples=cal.samples, seed=ctx.seed, schedule=schedule,
                                  batch=cal.batch)  # fmt: skip
+        held_calls = None
+        if heldout:  # the same schedule on prompts the calibration never saw
+            held_calls = capture_calls(pipeline, list(heldout), samples=1, seed=ctx.seed + 1, schedule=schedule,
+                                       batch=cal.batch)  # fmt: skip
         comp = ir[cfg.component]
-        graphs = simulate_denoiser(
-            comp.module, captured, precision(cfg.precision), cfg.htp, scheme=cfg.scheme, max_calls=cal.max_calls
-        )
+        graphs = simulate_denoiser(comp.module, captured, precision(cfg.precision), cfg.htp, scheme=cfg.scheme,
+                                   max_calls=cal.max_calls, heldout=held_calls)  # fmt: skip
         settings = self._settings()
         pipeline_sqnr = None
         if heldout:
@@ -123,8 +126,8 @@ class Quantize(Pass):
             Provenance(self.name, "modified", f"{cfg.precision} simulation ({len(graphs)} graphs, htp {cfg.htp})")
         )
         per_stage: dict[int, list[float]] = {}
-        for g in graphs:
-            per_stage.setdefault(g.stage, []).append(g.sqnr_db)
+        for g in graphs:  # held-out calls where there are any: calibration calls flatter the ranges
+            per_stage.setdefault(g.stage, []).append(g.heldout_sqnr_db if g.heldout_sqnr_db is not None else g.sqnr_db)
         report = {
             "component": cfg.component,
             **settings,

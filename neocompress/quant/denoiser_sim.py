@@ -92,8 +92,10 @@ class SimulatedGraph:
     sim: Any  # aimet_torch QuantizationSimModel
     graph: StaticStageDenoiser
     calls: int
-    sqnr_db: float
+    sqnr_db: float  # on the calls it was calibrated on
     seconds: float
+    heldout_sqnr_db: float | None = None  # on calls of prompts it never saw: the figure to trust
+    heldout_calls: int = 0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,8 @@ class SimulatedGraph:
             "text_len": self.graph.text_len,
             "calibration_calls": self.calls,
             "sqnr_db": self.sqnr_db,
+            "heldout_sqnr_db": self.heldout_sqnr_db,
+            "heldout_calls": self.heldout_calls,
             "seconds": self.seconds,
         }
 
@@ -148,13 +152,15 @@ def simulate_denoiser(
     *,
     scheme: str = "tf",
     max_calls: int = 32,
+    heldout: CapturedCalls | None = None,
 ) -> list[SimulatedGraph]:
     """A QuantSim per stage, encodings computed on that stage's captured calls (at most `max_calls`, spread over
-    the run), and its SQNR against the float denoiser on the same calls."""
+    the run), and its SQNR against the float denoiser on the same calls and on the `heldout` calls of that stage
+    (prompts the calibration never saw; calibration-call SQNR flatters a graph whose ranges are too tight)."""
     out = []
     for key, calls in captured.calls.items():
         t0 = time.perf_counter()
-        chosen = calls[:: max(1, len(calls) // max_calls)][:max_calls]
+        chosen = _spread(calls, max_calls)
         text_len = chosen[0][1].shape[1]
         batch = chosen[0][0][0].shape[0]
         graph = StaticStageDenoiser(denoiser, [(batch, *k) for k in captured.slot_shapes(key)], text_len).eval()
@@ -174,13 +180,22 @@ def simulate_denoiser(
         with torch.no_grad():
             ref = torch.cat([c[-1] for c in chosen])
             got = torch.cat([sim.model(*x) for x in inputs])
+        held = _spread((heldout.calls.get(key, []) if heldout else []), max_calls)
+        held_sqnr = None
+        if held:
+            with torch.no_grad():
+                held_got = torch.cat([sim.model(*_graph_inputs(graph, c)) for c in held])
+            held_sqnr = sqnr_db(torch.cat([c[-1] for c in held]), held_got)
         graph.restore_backend()
         out.append(
-            SimulatedGraph(
-                key, captured.stage_of[key], sim, graph, len(chosen), sqnr_db(ref, got), time.perf_counter() - t0
-            )
-        )
+            SimulatedGraph(key, captured.stage_of[key], sim, graph, len(chosen), sqnr_db(ref, got),
+                           time.perf_counter() - t0, held_sqnr, len(held))
+        )  # fmt: skip
     return out
+
+
+def _spread(calls: list, n: int) -> list:
+    return calls[:: max(1, len(calls) // n)][:n]
 
 
 class SimulatedDenoiser(nn.Module):
@@ -245,7 +260,7 @@ def load_simulated(denoiser: nn.Module, folder: Path) -> tuple[list[SimulatedGra
         graph.restore_backend()
         graphs.append(
             SimulatedGraph(tuple(e["clips"][-1]), e["stage"], sim, graph, e["calibration_calls"], e["sqnr_db"],
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, e.get("heldout_sqnr_db"), e.get("heldout_calls", 0))
         )  # fmt: skip
     return graphs, settings
 

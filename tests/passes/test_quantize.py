@@ -40,14 +40,16 @@ def test_every_stage_gets_one_padded_graph_close_to_float(applied) -> None:
     shapes = [(g["stage"], len(g["clips"])) for g in report["graphs"]]
     assert sorted(shapes) == [(0, 2), (1, 2), (2, 2)]  # the later frame's one history slot + the current clip
     assert set(report["sqnr_db_per_stage"]) == {"0", "1", "2"}
-    assert all(v > 30 for v in report["sqnr_db_per_stage"].values()), report["sqnr_db_per_stage"]
+    assert all(v > 10 for v in report["sqnr_db_per_stage"].values()), report["sqnr_db_per_stage"]  # held out
+    for g in report["graphs"]:  # on its own calibration calls a graph is closer than on prompts it never saw
+        assert g["sqnr_db"] > 30 and g["heldout_calls"] > 0 and g["heldout_sqnr_db"] < g["sqnr_db"], g
     assert report["latents_sqnr_db"] > 10 and report["heldout_prompts"] == 1
 
 
 def test_the_report_tables_every_graph(applied) -> None:
     outcome, report = applied
     md = (outcome.output / "report.md").read_text()
-    assert "## Pass 0: quantize" in md and "| stage | clips (C, T, H, W) | calibration calls | SQNR dB |" in md
+    assert "## Pass 0: quantize" in md and "| calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |" in md
     assert md.count("| 2 | 16x1x") == 1 and "held-out prompt(s), quantized vs float" in md
 
 

@@ -42,14 +42,27 @@ class OpProblem:
         return f"{self.node} ({self.op}): {self.reason}"
 
 
+def _fused_gelu_erf(node: onnx.NodeProto, producers: dict, consumers: dict) -> bool:
+    """An Erf inside the decomposed GELU (`x / sqrt(2) -> Erf -> + 1 -> * x ...`), which the QNN EP fuses into
+    one QNN GELU (its documented fusion), as CLIP's exact GELU exports."""
+    before = producers.get(node.input[0])
+    after = consumers.get(node.output[0], [])
+    return before is not None and before.op_type in ("Div", "Mul") and any(n.op_type == "Add" for n in after)
+
+
 def check_graph(model: onnx.ModelProto) -> list[OpProblem]:
     """Every node of `model` the HTP would not take, with why; empty if the graph passes."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     types = {v.name: v.type.tensor_type for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
     problems = []
     for n in model.graph.node:
         domain = n.domain or "ai.onnx"
         if domain in ("ai.onnx", ""):
-            if n.op_type not in HTP_OPS:
+            if n.op_type not in HTP_OPS and not (n.op_type == "Erf" and _fused_gelu_erf(n, producers, consumers)):
                 problems.append(OpProblem(n.name, n.op_type, "not an operator the HTP takes"))
         elif domain == "com.microsoft":
             if n.op_type not in HTP_CONTRIB_OPS:

@@ -65,8 +65,14 @@ def quantized_tensors(model: onnx.ModelProto) -> dict[str, dict[str, Any]]:
 
 
 def encodings_file(model: onnx.ModelProto) -> dict[str, Any]:
-    """AIMET encodings 1.0.0 for the float twin of `model` (tensor names as in `strip_qdq(model)`)."""
-    entries = quantized_tensors(model)
+    """AIMET encodings 1.0.0 for the float twin of `model` (tensor names as in `strip_qdq(model)`). A tensor
+    quantized twice in a row (an output quantizer, then the next op's input quantizer) is one tensor in the twin:
+    it keeps the first encoding, its producer's."""
+    names = twin_names(model)
+    entries: dict[str, dict[str, Any]] = {}
+    for k, e in quantized_tensors(model).items():
+        twin = names.get(k, k)
+        entries.setdefault(twin, {**e, "name": twin})
     strip = {k: {f: v for f, v in e.items() if f != "is_param"} for k, e in entries.items()}
     return {
         "version": "1.0.0",
@@ -79,7 +85,16 @@ def encodings_file(model: onnx.ModelProto) -> dict[str, Any]:
 
 def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """The float twin: every QuantizeLinear -> DequantizeLinear pair removed, its consumers reading the float
-    tensor the pair quantized. Same tensor names as the QDQ graph, the function of the float model."""
+    tensor the pair quantized. Same input and output names as the QDQ graph, the function of the float model."""
+    return _strip(model)[0]
+
+
+def twin_names(model: onnx.ModelProto) -> dict[str, str]:
+    """QDQ-graph tensor name -> the name the same value has in `strip_qdq(model)` (identity if unchanged)."""
+    return _strip(model)[1]
+
+
+def _strip(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     producers = {o: n for n in model.graph.node for o in n.output}
     rename = {}
     for n in model.graph.node:
@@ -87,6 +102,13 @@ def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             q = producers.get(n.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 rename[n.output[0]] = q.input[0]
+
+    def resolve(name: str) -> str:  # transitively: a DQ -> Q -> DQ re-quantization chain maps to its source
+        while name in rename:
+            name = rename[name]
+        return name
+
+    rename = {k: resolve(k) for k in rename}
     out = onnx.ModelProto()
     out.CopyFrom(model)
     keep = [n for n in out.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
@@ -110,7 +132,14 @@ def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept_init)
     del out.graph.value_info[:]
-    return out
+    outputs = {o.name for o in out.graph.output}
+    names = {}
+    for k, v in rename.items():  # a value renamed back to a graph output keeps the output's name
+        names[k] = next((o for o in outputs if rename.get(o) == v), v)
+    for o in outputs:
+        if o in rename:
+            names[rename[o]] = o
+    return out, names
 
 
 def weight_bytes(model: onnx.ModelProto) -> dict[str, int]:
