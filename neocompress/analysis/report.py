@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from neocompress.analysis.target_report import target_lines
+
 
 def _params(summary: dict[str, Any]) -> dict[str, int]:
     return {name: c["params"] for name, c in summary["components"].items()}
@@ -49,6 +51,7 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
     lines += quality_lines(manifest.get("quality"), manifest.get("instruments", {}).get("minibench_per_pass"))
     for r in manifest["pass_log"]:
         lines += pass_section(r)
+    lines += target_lines(manifest.get("targets"))
     lines += ["", "![parameters per component](params.png)", ""]
     (directory / "report.md").write_text("\n".join(lines))
     plot_params(directory / "params.png", names, pb, pa)

@@ -50,14 +50,21 @@ def command(
         instruments.append(DumpIRInstrument(Path(dump_ir)))
     if verify:
         instruments.append(VerifyInstrument())
+    console = Console(stderr=True)
+
+    def lowered(step: str) -> None:
+        if progress:
+            console.print(f"[cyan]lowering[/] {step}")
+
     outcome = apply_recipe(
         r,
+        lowering_progress=lowered,
         force=force,
         cache_dir=None if no_cache else Path(cache_dir),
         instruments=instruments,
         output=Path(output) if output else None,
     )
     cached = sum(rec.cached for rec in outcome.run.records)
-    Console(stderr=True).print(
+    console.print(
         f"[green]wrote[/] {outcome.output} ({len(outcome.run.records)} pass(es), {cached} from cache)"
     )

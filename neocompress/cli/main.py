@@ -24,10 +24,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from neocompress.cli import apply, generate, inspect, passes, plan, prune_checkpoint, train_miniature, validate
+    from neocompress.cli import (
+        apply,
+        generate,
+        inspect,
+        passes,
+        plan,
+        prune_checkpoint,
+        run_bundle,
+        train_miniature,
+        validate,
+    )
     from neocompress.cli import eval as eval_command
 
-    for module in (apply, plan, validate, inspect, generate, eval_command, train_miniature, prune_checkpoint):
+    for module in (apply, plan, validate, inspect, generate, eval_command, train_miniature, prune_checkpoint,
+                   run_bundle):
         cli.add_command(module.command)
     cli.add_command(passes.group)
 

@@ -25,6 +25,7 @@ from neocompress.core.versions import tool_versions
 from neocompress.data.prompts import PromptSets
 from neocompress.models.family import get_family
 from neocompress.recipe.load import Recipe
+from neocompress.targets.lower import bundle_video, lower_targets
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -44,6 +45,7 @@ def apply_recipe(
     work_dir: Path | None = None,
     instruments: list[Instrument] | None = None,
     output: Path | None = None,
+    lowering_progress: Any = None,
 ) -> ApplyOutcome:
     m = recipe.model
     out = Path(output or m.output)
@@ -57,7 +59,8 @@ def apply_recipe(
     ctx = PassContext(
         work_dir=work,
         seed=m.model.seed,
-        target=m.target.model_dump() if m.target else None,
+        # name and device only: lowering options (part size, simulation) do not change what a pass computes
+        target=[{"name": t.name, "device": t.device} for t in m.all_targets()] or None,
         cache=PassCache(cache_dir) if cache_dir is not None else None,
         data=PromptSets(m.data.prompts),
         instruments=list(instruments or []),
@@ -107,6 +110,9 @@ def apply_recipe(
         "quality": quality,
     }
     with atomic_directory(out, force=force) as tmp:
+        if m.all_targets():  # every bundle inside the output: it is complete, or there is no output at all
+            manifest["targets"] = lower_targets(run.ir, m.all_targets(), tmp, bundle_video(m.generate),
+                                                m.model.seed, progress=lowering_progress)  # fmt: skip
         family.save(run.ir, tmp, manifest)
         (tmp / "recipe.resolved.yaml").write_text(recipe.resolved_yaml())
         for relative, source in figures.items():

@@ -24,7 +24,7 @@ class PassContext:
 
     work_dir: Path
     seed: int = 0
-    target: dict[str, Any] | None = None
+    target: Any = None  # [{name, device}] of the recipe's targets, part of every cache key
     cache: PassCache | None = None
     data: PromptSets | None = None
     accelerator: Any | None = None  # an accelerate.Accelerator, created by training passes when needed
@@ -34,7 +34,7 @@ class PassContext:
     pass_index: int = 0  # the running pass's position in the recipe (set by the manager; names its scratch)
 
     @classmethod
-    def for_planning(cls, *, seed: int = 0, target: dict[str, Any] | None = None) -> PassContext:
+    def for_planning(cls, *, seed: int = 0, target: Any = None) -> PassContext:
         """A context for structural planning on weightless skeletons: nothing is written, no data is read."""
         return cls(work_dir=Path("/nonexistent"), seed=seed, target=target)
 

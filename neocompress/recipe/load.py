@@ -139,18 +139,9 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
     if m.generate is not None:
         for key, message in family.check_generate(ir, m.generate).items():
             problems.append(problem(message, ("generate", key)))
-    profile = None
-    if m.target is not None and m.target.name == "hexagon":
-        from neocompress.targets.hexagon.devices import device_profile
-
-        if m.target.device is None:
-            problems.append(problem("the hexagon target needs a device, e.g. 'snapdragon-8-elite'", ("target",)))
-        else:
-            try:
-                profile = device_profile(m.target.device)
-            except NeocompressError as e:
-                problems.append(problem(str(e), ("target", "device")))
-    ctx = PassContext.for_planning(seed=m.model.seed, target=m.target.model_dump() if m.target else None)
+    profiles, target_problems = _check_targets(m)
+    problems += [problem(msg, loc) for msg, loc in target_problems]
+    ctx = PassContext.for_planning(seed=m.model.seed, target=[t.model_dump() for t in m.all_targets()] or None)
     planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
     for i, p in enumerate(recipe.passes):
         for path, name in p.data_needs().items():
@@ -161,7 +152,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
                     problem(f"{p.name}: needs data.prompts.{name}, which the recipe does not define ({defined})", loc)
                 )
         found = p.check(ir)
-        if profile is not None:  # what the device cannot run fails here, not on upload
+        for profile in profiles:  # what a target device cannot run fails here, not on upload
             for prob in p.target_problems(profile):
                 problems.append(problem(f"{p.name}: {prob.message}", ("passes", i, *(prob.path or "").split("."))))
         for prob in found:
@@ -174,6 +165,41 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
     if not problems:
         recipe.planned = planned
     return problems
+
+
+def _check_targets(m: Any) -> tuple[list[Any], list[tuple[str, PathKey]]]:
+    """The device profile of every hexagon target (its `device`), and what is wrong with the target sections."""
+    from neocompress.targets.hexagon.devices import device_profile
+
+    problems: list[tuple[str, PathKey]] = []
+    profiles = []
+    if m.target is not None and m.targets:
+        problems.append(("give either `target` or `targets`, not both", ("target",)))
+    entries = [(("target",), m.target)] if m.target is not None else []
+    entries += [(("targets", i), t) for i, t in enumerate(m.targets)]
+    folders: dict[str, PathKey] = {}
+    for loc, t in entries:
+        if t.folder() in folders:
+            problems.append((f"two targets write {t.folder()}: give one an `output`", (*loc, "output")))
+        folders[t.folder()] = loc
+        if t.name != "hexagon":
+            for key in ("device", "also_compile", "components"):
+                if getattr(t, key):
+                    problems.append((f"`{key}` is a hexagon target option; the {t.name} target has none", (*loc, key)))
+            continue
+        if t.device is None:
+            problems.append(("the hexagon target needs a device, e.g. 'snapdragon-8-elite'", loc))
+        else:
+            try:
+                profiles.append(device_profile(t.device))
+            except NeocompressError as e:
+                problems.append((str(e), (*loc, "device")))
+        for j, name in enumerate(t.also_compile):
+            try:
+                device_profile(name)
+            except NeocompressError as e:
+                problems.append((str(e), (*loc, "also_compile", j)))
+    return profiles, problems
 
 
 def load_recipe(path: str | Path, *, check_model: bool = True) -> Recipe:

@@ -35,8 +35,24 @@ class DataSection(Strict):
 
 
 class TargetSection(Strict):
+    """Where the compressed pipeline is lowered to; the bundle is written inside the recipe's output."""
+
     name: Literal["onnxruntime", "hexagon"] = "onnxruntime"
     device: str | None = Field(None, description="device profile, e.g. 'snapdragon-8-elite' (hexagon)")
+    also_compile: list[str] = Field(
+        default_factory=list, description="more Hexagon device profiles to compile and simulate the parts for"
+    )
+    max_part_mb: float = Field(
+        1024.0, gt=0, description="most deployed weight MiB per part (hexagon; AI Hub takes models under 2 GB)"
+    )
+    simulate: bool = Field(True, description="run every compiled part in the HTP simulator and report its SQNR")
+    components: list[Literal["text_encoders", "denoiser", "vae_decoder"]] | None = Field(
+        None, description="what to lower (hexagon; default: all)"
+    )
+    output: str | None = Field(None, description="bundle folder inside the output (default bundles/NAME)")
+
+    def folder(self) -> str:
+        return self.output or f"bundles/{self.name}"
 
 
 class GenerateSection(Strict):
@@ -79,7 +95,11 @@ class RecipeModel(Strict):
     model: ModelSection
     data: DataSection = Field(default_factory=DataSection)
     passes: list[dict[str, Any]] = Field(default_factory=list)
-    target: TargetSection | None = None
+    target: TargetSection | None = Field(None, description="one target (or use `targets` for several)")
+    targets: list[TargetSection] = Field(default_factory=list, description="targets, lowered in order")
     generate: GenerateSection | None = None
     evaluate: EvaluateSection | None = None
     output: str = Field(..., description="output directory")
+
+    def all_targets(self) -> list[TargetSection]:
+        return ([self.target] if self.target is not None else []) + list(self.targets)

@@ -30,7 +30,13 @@ from neocompress.targets.bundle import write_common, write_manifest
 from neocompress.targets.hexagon import qnn
 from neocompress.targets.hexagon.devices import DeviceProfile
 from neocompress.targets.hexagon.op_check import check_graph
-from neocompress.targets.hexagon.qdq_graph import encodings_file, quantized_tensors, simplify, strip_qdq
+from neocompress.targets.hexagon.qdq_graph import (
+    encodings_file,
+    float_model,
+    quantized_tensors,
+    simplify,
+    strip_qdq,
+)
 from neocompress.targets.hexagon.split import Part, split_qdq
 
 
@@ -171,11 +177,16 @@ def _compile_all(chosen: list[LoweredGraph], components: dict[str, Any], folder:
 
 def _float_values(g: LoweredGraph, folder: Path, parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Every part's inputs and outputs as the float model computes them on the graph's example inputs: the
-    float twins of the parts, chained."""
+    float twins of the parts (with the float weights back), chained."""
     values = _np(g)
+    state = {**dict(g.module.named_buffers()), **dict(g.module.named_parameters())}
     for p in parts:
         model = onnx.load(str(folder / p["file"]))
-        twin = strip_qdq(model) if g.sim is not None else model
+        twin = model
+        if g.sim is not None:
+            twin, missing = float_model(model, state)
+            if missing:
+                raise RuntimeError(f"{p['name']}: no float value for the quantized weights {missing[:5]}")
         s = session_from_model(twin)
         outs = s.run(None, {n: values[n] for n in p["inputs"]})
         values.update(dict(zip([o.name for o in s.get_outputs()], outs, strict=True)))

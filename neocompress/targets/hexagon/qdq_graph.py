@@ -156,3 +156,35 @@ def weight_bytes(model: onnx.ModelProto) -> dict[str, int]:
         else:
             out[init.name] = int(arr.nbytes)
     return out
+
+
+def float_model(model: onnx.ModelProto, state: dict[str, Any]) -> tuple[onnx.ModelProto, list[str]]:
+    """The float twin of the QDQ graph `model` with every quantized weight back at its float value in `state`
+    (the exported module's parameters and buffers by name): AIMET's exports store weights already rounded to their
+    quantization grid, so the twin alone is not the float model. Returns the model and the quantized weights it
+    found no float value for. Names match the state dict up to the exporter's `_0` / `_dup_N`
+    suffixes; MatMul weights are stored transposed."""
+    import re
+
+    inits = {i.name for i in model.graph.initializer}
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in inits}
+    out = strip_qdq(model)
+    missing = []
+    for init in out.graph.initializer:
+        if init.name not in quantized:
+            continue
+        key = init.name if init.name in state else re.sub(r"(_dup_\d+|_\d+)$", "", init.name)
+        value = state.get(key)
+        if value is None:
+            missing.append(init.name)
+            continue
+        arr = value.detach().cpu().float().numpy()
+        stored = numpy_helper.to_array(init)
+        # a MatMul weight may be stored transposed; a square one is told apart by the rounded value it replaces
+        candidates = [a for a in (arr, arr.T if arr.ndim == 2 else None) if a is not None and a.shape == stored.shape]
+        if not candidates:
+            missing.append(init.name)
+            continue
+        arr = min(candidates, key=lambda a: float(np.abs(a - stored).max()))
+        init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr.astype(np.float32)), init.name))
+    return out, missing

@@ -24,14 +24,16 @@ from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings, tokeni
 from neocompress.models.pyramid_flow.tokenizers import load_tokenizers
 from neocompress.targets.bundle import TOKENIZERS, read_manifest
 
-SessionFactory = Callable[[Path, dict[str, Any]], Any]
+SessionFactory = Callable[[Path, str, dict[str, Any]], Any]  # (bundle folder, component, its manifest entry)
 
 
-def cpu_session(path: Path, entry: dict[str, Any]) -> Any:
+def cpu_session(folder: Path, name: str, entry: dict[str, Any]) -> Any:
     """onnxruntime on the CPU; QDQ graphs unoptimised, so they compute what the AIMET simulation computed."""
     from neocompress.lowering.onnx_export import session
 
-    return session(path, exact=entry["precision"] != "fp32")
+    if not entry.get("file"):
+        raise UserInputError(f"{folder}: component {name} has no ONNX file to run on the CPU")
+    return session(folder / entry["file"], exact=entry["precision"] != "fp32")
 
 
 def run_static(sess: Any, entry: dict[str, Any], inputs: Sequence[Tensor]) -> Tensor:
@@ -66,7 +68,11 @@ class BundleRuntime:
         self.video = p["video"]
         self.tokenizers = load_tokenizers(self.folder / TOKENIZERS)
         self.components = self.manifest["components"]
-        self.sessions = {name: session_factory(self.folder / e["file"], e) for name, e in self.components.items()}
+        missing = {"clip_l", "clip_g", "t5", "vae_decoder"} - set(self.components)
+        if missing or not any(e["kind"] == "denoiser" for e in self.components.values()):
+            raise UserInputError(f"{self.folder} lacks components to generate with: {sorted(missing) or 'denoiser'} "
+                                 "(lower every component to run the bundle)")  # fmt: skip
+        self.sessions = {name: session_factory(self.folder, name, e) for name, e in self.components.items()}
         self.stages = {
             tuple(StagePacker.from_dict(e["packer"]).slots[-1]): name
             for name, e in self.components.items()
