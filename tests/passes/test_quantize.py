@@ -49,7 +49,8 @@ def test_every_stage_gets_one_padded_graph_close_to_float(applied) -> None:
 def test_the_report_tables_every_graph(applied) -> None:
     outcome, report = applied
     md = (outcome.output / "report.md").read_text()
-    assert "## Pass 0: quantize" in md and "| calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |" in md
+    assert "## Pass 0: quantize" in md
+    assert "| calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |" in md
     assert md.count("| 2 | 16x1x") == 1 and "held-out prompt(s), quantized vs float" in md
 
 

@@ -117,29 +117,15 @@ def _strip(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
             n.input[i] = rename.get(name, name)
     del out.graph.node[:]
     out.graph.node.extend(keep)
-    for o in out.graph.output:
-        if o.name in rename:  # a graph output read through its QDQ pair: rename the producer's tensor back
-            src = rename[o.name]
-            for n in out.graph.node:
-                for i, name in enumerate(n.output):
-                    if name == src:
-                        n.output[i] = o.name
-                for i, name in enumerate(n.input):
-                    if name == src:
-                        n.input[i] = o.name
+    for o in out.graph.output:  # a graph output read through its QDQ pair: an Identity of the float tensor
+        if o.name in rename:
+            out.graph.node.append(onnx.helper.make_node("Identity", [rename[o.name]], [o.name], name=f"{o.name}_float"))
     used = {i for n in out.graph.node for i in n.input}
     kept_init = [i for i in out.graph.initializer if i.name in used]
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept_init)
     del out.graph.value_info[:]
-    outputs = {o.name for o in out.graph.output}
-    names = {}
-    for k, v in rename.items():  # a value renamed back to a graph output keeps the output's name
-        names[k] = next((o for o in outputs if rename.get(o) == v), v)
-    for o in outputs:
-        if o in rename:
-            names[rename[o]] = o
-    return out, names
+    return out, rename
 
 
 def weight_bytes(model: onnx.ModelProto) -> dict[str, int]:

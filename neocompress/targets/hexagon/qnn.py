@@ -12,8 +12,13 @@ and numerics check, not a latency model (toolchain notes): latency comes from `c
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +80,7 @@ def _options(htp_arch: int, soc_model: int, fp16: bool, context: Path | None = N
         provider["enable_htp_fp16_precision"] = "1"
     options.add_provider_for_devices(_provider_devices(), provider)
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    options.log_severity_level = 3
+    options.log_severity_level = 3  # errors only: the refused nodes are logged at error level
     if context is not None:
         options.add_session_config_entry("ep.context_enable", "1")
         options.add_session_config_entry("ep.context_file_path", str(context))
@@ -91,14 +96,36 @@ def compile_graph(onnx_path: Path, context_onnx: Path, htp_arch: int, soc_model:
     for stale in (context_onnx, context_onnx.with_name(context_onnx.stem + "_qnn.bin")):
         stale.unlink(missing_ok=True)  # the provider refuses to overwrite a context model
     t0 = time.perf_counter()
-    try:
-        ort.InferenceSession(str(onnx_path), _options(htp_arch, soc_model, fp16, context_onnx))
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail type; we name what failed
-        raise HtpCompileError(_explain(onnx_path, htp_arch, str(e))) from None
+    with _native_stderr() as log:  # the provider names the nodes it refuses only in its log
+        try:
+            ort.InferenceSession(str(onnx_path), _options(htp_arch, soc_model, fp16, context_onnx))
+            failure = None
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail type; we name what failed
+            failure = str(e)
+    if failure is not None:
+        raise HtpCompileError(_explain(onnx_path, htp_arch, failure + "\n" + "".join(log)))
     binaries = sorted(context_onnx.parent.glob(context_onnx.stem + "*.bin"))
     if not context_onnx.is_file() or not binaries:
         raise HtpCompileError(f"{onnx_path.name}: the HTP backend wrote no context binary for v{htp_arch}")
     return Compiled(context_onnx, binaries[0], time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 (onnxruntime's logger); the text is in the yielded
+    list once the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            captured.append(log.read())
 
 
 def _explain(onnx_path: Path, htp_arch: int, message: str) -> str:

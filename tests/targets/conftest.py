@@ -1,0 +1,37 @@
+"""One recipe applied once for the target tests: builtin:tiny-random quantized to W8A16, lowered to onnxruntime
+and to a Hexagon bundle whose denoiser (0.27 MiB of 8-bit weights) is split into parts of at most 0.15 MiB and
+compiled for the Snapdragon 8 Elite (v79) and the X Elite (v73)."""
+
+from __future__ import annotations
+
+import pytest
+
+from neocompress.core.apply_run import apply_recipe
+from neocompress.recipe import load_recipe
+
+RECIPE = """
+model: {{source: builtin:tiny-random}}
+data:
+  prompts:
+    cal: {{source: builtin:world, count: 6}}
+passes:
+  - name: quantize
+    calibration: {{prompts: cal, count: 4, first: [2, 2, 2], later: [1, 1, 1], heldout: 1}}
+targets:
+  - {{name: onnxruntime}}
+  - name: hexagon
+    device: snapdragon-8-elite
+    also_compile: [snapdragon-x-elite]
+    max_part_mb: 0.15
+    components: [denoiser]
+output: {out}
+"""
+
+
+@pytest.fixture(scope="session")
+def lowered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lowered")
+    path = tmp / "recipe.yaml"
+    path.write_text(RECIPE.format(out=tmp / "out"))
+    outcome = apply_recipe(load_recipe(path))
+    return outcome.output, outcome.manifest
