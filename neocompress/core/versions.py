@@ -16,6 +16,8 @@ _PACKAGES = (
     "pydantic",
     "onnx",
     "onnxruntime",
+    "onnxruntime-qnn",
+    "onnxsim",
     "aimet-torch",
     "qai-hub",
 )
