@@ -21,7 +21,10 @@ demo: setup
 	$(BIN)/neocompress plan recipes/tiny.yaml
 	$(BIN)/neocompress apply recipes/tiny.yaml --force --time
 	$(BIN)/neocompress generate out/tiny --output out/tiny-video --force
-	@echo "output: out/tiny (pipeline, report.md, figures/, params.png) and out/tiny-video (video_00.mp4, frames_00.png)"
+	$(BIN)/neocompress run-bundle out/tiny/bundles/onnxruntime --output out/tiny-bundle-video --force \
+		-p "a red circle moving left slowly on a grey background" -p "a blue square moving up quickly on a white background"
+	@echo "output: out/tiny (pipeline, report.md, figures/, bundles/onnxruntime, bundles/hexagon), out/tiny-video (torch)"
+	@echo "        and out/tiny-bundle-video (generated from the onnxruntime bundle alone)"
 
 test: setup
 	$(BIN)/python -m pytest -q

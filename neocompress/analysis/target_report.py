@@ -34,6 +34,12 @@ def target_lines(targets: list[dict[str, Any]] | None) -> list[str]:
                 enc_s = f"{enc['entries']} / {enc['quantized_tensors']}" if enc else "fp16 (no encodings)"
                 lines.append(f"| {name} | {p['name']} | {c['precision']} | {p['weight_bytes'] / 2**20:.2f} | "
                              f"{enc_s} |")  # fmt: skip
+        hub = t.get("aihub")
+        if hub:
+            lines += ["", f"Qualcomm AI Hub: {hub['status']}" + (f" ({hub['reason']})" if hub.get("reason") else ".")]
+            for part, m in (hub.get("measured") or {}).items():
+                lines.append(f"- {part}: {m['latency_ms']:.1f} ms, {m['peak_memory_mb']:.0f} MB peak on "
+                             f"{hub['device']} (profile job {hub['profile_jobs'][part]})")  # fmt: skip
         compiled = t.get("compiled") or {}
         if "skipped" in compiled:
             lines += ["", f"Not compiled: {compiled['skipped']}"]

@@ -64,6 +64,12 @@ def command(
         instruments=instruments,
         output=Path(output) if output else None,
     )
+    hub = [t.get("aihub") or {} for t in outcome.manifest.get("targets", [])]
+    skipped = [h for h in hub if h.get("status") == "skipped"]
+    if skipped:  # once, however many targets it affected
+        from rich.panel import Panel
+
+        console.print(Panel(skipped[0]["reason"], title="Qualcomm AI Hub skipped", border_style="yellow"))
     cached = sum(rec.cached for rec in outcome.run.records)
     console.print(
         f"[green]wrote[/] {outcome.output} ({len(outcome.run.records)} pass(es), {cached} from cache)"

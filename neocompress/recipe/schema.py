@@ -49,6 +49,9 @@ class TargetSection(Strict):
     components: list[Literal["text_encoders", "denoiser", "vae_decoder"]] | None = Field(
         None, description="what to lower (hexagon; default: all)"
     )
+    aihub: bool = Field(True, description="hexagon: compile, link and profile the parts on Qualcomm AI Hub when a "
+                        "token is configured (skipped, with a note, when not)")  # fmt: skip
+    aihub_wait: bool = Field(True, description="wait for the AI Hub jobs and record measured latency and memory")
     output: str | None = Field(None, description="bundle folder inside the output (default bundles/NAME)")
 
     def folder(self) -> str:

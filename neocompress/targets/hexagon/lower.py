@@ -55,9 +55,9 @@ def _sqnr(reference: np.ndarray, got: np.ndarray) -> float:
 
 def lower_hexagon(graphs: list[LoweredGraph], ir: Any, folder: Path, target: dict[str, Any],
                   devices: list[DeviceProfile], video: dict[str, int],
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                  progress: Callable[[str], None] | None = None, hub_client: Any = None) -> dict[str, Any]:  # fmt: skip
     """Write the Hexagon bundle into `folder`; `devices[0]` is the target device, the others are compiled and
-    simulated too."""
+    simulated too; AI Hub jobs (through `hub_client`, default the `qai_hub` module) run for `devices[0]`."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = write_common(ir, folder, target, video)
     max_bytes = int(target["max_part_mb"] * 2**20)
@@ -98,6 +98,11 @@ def lower_hexagon(graphs: list[LoweredGraph], ir: Any, folder: Path, target: dic
     else:
         for device in devices:
             manifest["compiled"][device.name] = _compile_all(chosen, components, folder, device, target, progress)
+    if target.get("aihub", True):
+        from neocompress.targets.hexagon.aihub import submit_to_aihub
+
+        manifest["aihub"] = submit_to_aihub(manifest, folder, devices[0], client=hub_client,
+                                            wait=target.get("aihub_wait", True))  # fmt: skip
     write_manifest(folder, manifest)
     return manifest
 
