@@ -34,6 +34,20 @@ def target_lines(targets: list[dict[str, Any]] | None) -> list[str]:
                 enc_s = f"{enc['entries']} / {enc['quantized_tensors']}" if enc else "fp16 (no encodings)"
                 lines.append(f"| {name} | {p['name']} | {c['precision']} | {p['weight_bytes'] / 2**20:.2f} | "
                              f"{enc_s} |")  # fmt: skip
+        est = t.get("estimate") or {}
+        if est:
+            devices = list(next(iter(est.values())))
+            lines += [
+                "",
+                "Estimated on-device latency (roofline calibrated on Neodragon's published rows, see "
+                "`neocompress.targets.hexagon.cost_model`), ms per call / peak MB:",
+                "",
+                "| component | GFLOPs | " + " | ".join(devices) + " |",
+                "|---|---:|" + "---:|" * len(devices),
+            ]
+            for name, per in est.items():
+                cells = [f"{per[d]['latency_ms']:.3f} / {per[d]['peak_memory_mb']:.1f}" for d in devices]
+                lines.append(f"| {name} | {next(iter(per.values()))['gflops']:.3f} | " + " | ".join(cells) + " |")
         hub = t.get("aihub")
         if hub:
             lines += ["", f"Qualcomm AI Hub: {hub['status']}" + (f" ({hub['reason']})" if hub.get("reason") else ".")]

@@ -45,5 +45,6 @@ def lower_targets(ir: Any, targets: list[Any], output: Path, video: dict[str, in
             manifest = lower_hexagon(graphs, ir, folder, cfg, devices, video, progress)
         out.append({"target": cfg, "folder": t.folder(), "seconds": time.perf_counter() - t1,
                     "graph_build_seconds": build_s, "components": manifest["components"],
-                    "compiled": manifest.get("compiled"), "aihub": manifest.get("aihub")})  # fmt: skip
+                    "compiled": manifest.get("compiled"), "aihub": manifest.get("aihub"),
+                    "estimate": manifest.get("estimate")})  # fmt: skip
     return out

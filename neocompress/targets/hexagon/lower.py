@@ -98,6 +98,7 @@ def lower_hexagon(graphs: list[LoweredGraph], ir: Any, folder: Path, target: dic
     else:
         for device in devices:
             manifest["compiled"][device.name] = _compile_all(chosen, components, folder, device, target, progress)
+    manifest["estimate"] = _estimates(chosen, devices)
     if target.get("aihub", True):
         from neocompress.targets.hexagon.aihub import submit_to_aihub
 
@@ -105,6 +106,18 @@ def lower_hexagon(graphs: list[LoweredGraph], ir: Any, folder: Path, target: dic
                                             wait=target.get("aihub_wait", True))  # fmt: skip
     write_manifest(folder, manifest)
     return manifest
+
+
+def _estimates(chosen: list[LoweredGraph], devices: list[DeviceProfile]) -> dict[str, Any]:
+    """Roofline latency and peak memory of every component on every device (see `cost_model`)."""
+    from neocompress.targets.hexagon.cost_model import calibrate, estimate_on, workload_of
+
+    fitted = calibrate()
+    out = {}
+    for g in chosen:
+        w = workload_of(g.name, g.module, g.inputs, g.precision)
+        out[g.name] = {d.name: estimate_on(w, d, fitted) for d in devices}
+    return out
 
 
 def _parts(g: LoweredGraph, model: onnx.ModelProto, max_bytes: int) -> list[Part]:
