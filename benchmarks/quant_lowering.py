@@ -1,12 +1,14 @@
 """Quantization and lowering benchmark: `python benchmarks/quant_lowering.py --output benchmarks/quant_lowering.json`.
 
-On builtin:tiny, base (6 blocks) and pruned to 4 blocks (blocks 3 and 5, the demo's cut, without recovery: only
-the structure matters for timing), for every static denoiser graph the default sampler uses (3 stages, with and
-without history, CFG batch 2):
-1. AIMET W8A16 calibration time per graph (capture, prepare, QuantSim, encodings) and its SQNR;
-2. ONNX export time per graph, and the export's max abs error against torch;
-3. wall time of one call in onnxruntime (CPU) beside torch, per graph, base and pruned side by side in one
-   run; plus the VAE decoder.
+In one run, on builtin:tiny (9 frames, 64x64, the shipped 20-20-20 / 10-10-10 schedule with CFG):
+- base: the float pipeline; compressed: the demo's cut (blocks 3 and 5 removed, no recovery: only the structure
+  matters for timing) quantized to W8A16 with AIMET, calibrated per stage on 8 world prompts;
+1. AIMET calibration time (capture, QuantSim per stage, encodings) and each stage graph's SQNR;
+2. lowering to an onnxruntime bundle: graph build and export time, per component;
+3. wall time of one call of every component in onnxruntime on the CPU, base and compressed side by side (QDQ
+   graphs both as written, which is what the simulation computes, and with onnxruntime's optimisations, which fuse
+   QDQ into integer kernels);
+4. end to end: one video generated from each bundle (`BundleRuntime`), and by the torch pipelines.
 Timings on these machines are noisy: compare the ratios within one run, not seconds across runs.
 """
 
@@ -20,13 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+PROMPT = "a red circle moving left slowly on a grey background"
 
 
-def _time(fn, repeats: int = 20) -> float:
+def _time(fn, repeats: int = 10) -> float:
     fn()  # warm-up
     samples = []
     for _ in range(repeats):
@@ -36,74 +40,85 @@ def _time(fn, repeats: int = 20) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
-    import onnxruntime as ort
-
-    from neocompress.lowering.onnx_export import export_onnx, verify_onnx
-    from neocompress.lowering.static_denoiser import StaticStageDenoiser
+def _compressed(family):
+    from neocompress.data.prompts import read_prompt_source
     from neocompress.models.pyramid_flow.adapter import PyramidFlowBlockAdapter
-    from neocompress.models.pyramid_flow.family import PyramidFlowFamily
     from neocompress.quant.denoiser_sim import capture_calls, simulate_denoiser
     from neocompress.quant.precision import precision
+
+    ir = family.load("builtin:tiny")
+    den, adapter = ir["denoiser"].module, PyramidFlowBlockAdapter()
+    kept = [b for i, b in enumerate(den.transformer_blocks) if i not in (3, 5)]
+    adapter.make_context_pre_only(kept[-1])
+    adapter.set_blocks(den, kept)
+    pipe = family.pipeline(ir)
+    schedule = pipe.schedule_with(first=(4, 4, 4), later=(2, 2, 2))
+    prompts = read_prompt_source("builtin:world")[:8]
+    t0 = time.perf_counter()
+    captured = capture_calls(pipe, prompts, samples=1, seed=0, schedule=schedule, batch=8)
+    capture_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    graphs = simulate_denoiser(den, captured, precision("w8a16"), "v79", max_calls=32)
+    calibrate_s = time.perf_counter() - t0
+    ir["denoiser"].extras["quantization"] = {"graphs": graphs, "settings": {"precision": "w8a16", "htp": "v79",
+                                                                            "scheme": "tf"}}  # fmt: skip
+    return ir, {"capture_seconds": capture_s, "calibration_seconds": calibrate_s,
+                "graphs": [g.describe() for g in graphs]}  # fmt: skip
+
+
+def main() -> None:
+    from neocompress.lowering.onnx_export import session
+    from neocompress.lowering.pipeline_graphs import lower_pipeline
+    from neocompress.models.pyramid_flow.family import PyramidFlowFamily
+    from neocompress.targets.onnxruntime.lower import lower_onnxruntime
+    from neocompress.targets.onnxruntime.runtime import BundleRuntime
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "quant_lowering.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     family = PyramidFlowFamily()
-    models = {}
-    for name in ("base", "pruned"):
-        ir = family.load("builtin:tiny")
-        if name == "pruned":
-            den, adapter = ir["denoiser"].module, PyramidFlowBlockAdapter()
-            kept = [b for i, b in enumerate(den.transformer_blocks) if i not in (3, 5)]
-            adapter.make_context_pre_only(kept[-1])
-            adapter.set_blocks(den, kept)
-        models[name] = ir
-    pipe = family.pipeline(models["base"])
-    schedule = pipe.schedule_with(first=(4, 4, 4), later=(2, 2, 2))
-    t0 = time.perf_counter()
-    captured = capture_calls(pipe, ["a red circle moving left slowly on a grey background"], samples=1, seed=0,
-                             schedule=schedule)  # fmt: skip
-    capture_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    graphs = simulate_denoiser(models["base"]["denoiser"].module, captured, precision("w8a16"), "v79")
-    results: dict = {
-        "calibration": {
-            "capture_seconds": capture_s,
-            "total_seconds": time.perf_counter() - t0,
-            "graphs": [g.describe() for g in graphs],
-        },
-        "graphs": [],
-    }
+    compressed, calibration = _compressed(family)
+    models = {"base": family.load("builtin:tiny"), "compressed": compressed}
     work = Path(tempfile.mkdtemp())
-    for key in captured.calls:
-        row: dict = {"clips": [list(k) for k in key], "stage": captured.stage_of[key]}
-        for name, ir in models.items():
-            graph = StaticStageDenoiser(ir["denoiser"].module, [(2, *k) for k in key], text_len=32).eval()
-            inputs = graph.example_inputs(seed=1)
-            names = graph.input_names()
-            t0 = time.perf_counter()
-            path = export_onnx(graph, inputs, names, work / f"{name}-{len(row)}.onnx")
-            export_s = time.perf_counter() - t0
-            check = verify_onnx(graph, path, inputs, names)
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            feed = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
+    results: dict = {"calibration": calibration, "components": {}, "end_to_end": {}, "lowering": {}}
+    for name, ir in models.items():
+        t0 = time.perf_counter()
+        graphs = lower_pipeline(ir, {})
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        manifest = lower_onnxruntime(graphs, ir, work / name, {"name": "onnxruntime"}, {})
+        results["lowering"][name] = {"graph_build_seconds": build_s, "export_seconds": time.perf_counter() - t0,
+                                     "per_component_seconds": {k: c["seconds"] for k, c in
+                                                               manifest["components"].items()}}  # fmt: skip
+        for g in graphs:
+            entry = manifest["components"][g.name]
+            feed = {n: np.ascontiguousarray(t.numpy()) for n, t in zip(g.input_names, g.inputs, strict=True)}
+            path = work / name / entry["file"]
+            row = results["components"].setdefault(g.name, {})
             with torch.no_grad():
-                torch_s = _time(lambda g=graph, x=inputs: g(*x))
-            ort_s = _time(lambda s=session, f=feed: s.run(None, f))
-            graph.restore_backend()
-            row[name] = {
-                "export_seconds": export_s,
-                "max_abs_error": check.max_abs_error,
-                "torch_ms": torch_s * 1e3,
-                "onnxruntime_ms": ort_s * 1e3,
-            }
-        row["pruned_over_base_onnxruntime"] = row["pruned"]["onnxruntime_ms"] / row["base"]["onnxruntime_ms"]
-        results["graphs"].append(row)
-    total = {n: sum(r[n]["onnxruntime_ms"] for r in results["graphs"]) for n in models}
-    results["sum_of_graph_calls_onnxruntime_ms"] = total
-    results["pruned_over_base_sum"] = total["pruned"] / total["base"]
+                row[f"{name}_torch_ms"] = 1e3 * _time(lambda g=g: (g.sim.model if g.sim else g.module)(*g.inputs))
+            exact, optimised = session(path, exact=True), session(path)
+            row[f"{name}_onnxruntime_ms"] = 1e3 * _time(lambda s=exact, f=feed: s.run(None, f))
+            if g.sim is not None:
+                row[f"{name}_onnxruntime_optimised_ms"] = 1e3 * _time(lambda s=optimised, f=feed: s.run(None, f))
+        runtime = BundleRuntime(work / name)
+        t0 = time.perf_counter()
+        runtime.generate([PROMPT], seed=0)
+        bundle_s = time.perf_counter() - t0
+        pipe = family.pipeline(ir)
+        t0 = time.perf_counter()
+        pipe.generate([PROMPT], seed=0)
+        torch_s = time.perf_counter() - t0
+        results["end_to_end"][name] = {"bundle_onnxruntime_seconds": bundle_s, "torch_seconds": torch_s,
+                                       "calls": runtime.calls}  # fmt: skip
+    for row in results["components"].values():
+        if "compressed_onnxruntime_ms" in row:
+            row["compressed_over_base_onnxruntime"] = row["compressed_onnxruntime_ms"] / row["base_onnxruntime_ms"]
+    e2e = results["end_to_end"]
+    results["compressed_over_base_end_to_end_onnxruntime"] = (
+        e2e["compressed"]["bundle_onnxruntime_seconds"] / e2e["base"]["bundle_onnxruntime_seconds"]
+    )
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

@@ -216,10 +216,63 @@ def main() -> None:
         text=True,
     )
     results["quant_lowering"] = json.loads(quant_json.read_text())
+    from neocompress.targets.hexagon.cost_model import published_comparison
+
+    results["cost_model"] = published_comparison()
     results["miniature_training"] = miniature_training()
     Path(args.output).write_text(json.dumps(results, indent=2))
     Path(args.output).with_suffix(".md").write_text(summary_markdown(results))
     print(json.dumps(results, indent=2))
+
+
+def quant_lowering_lines(q: dict) -> list[str]:
+    cal = q["calibration"]
+    lines = [
+        "",
+        "## Quantization and lowering through onnxruntime (builtin:tiny; base float 6 blocks vs compressed: 4 "
+        "blocks, W8A16)",
+        "",
+        f"- AIMET calibration, {len(cal['graphs'])} stage graphs: {cal['calibration_seconds']:.1f} s (capture "
+        f"{cal['capture_seconds']:.1f} s); SQNR on the calibration calls: "
+        + ", ".join(f"{g['sqnr_db']:.1f}" for g in cal["graphs"]) + " dB",
+        "- lowering to the onnxruntime bundle: "
+        + ", ".join(f"{k} {v['export_seconds']:.1f} s" for k, v in q["lowering"].items()),
+        "",
+        "| component | torch ms base / compressed | onnxruntime ms base / compressed (QDQ as written) | "
+        "compressed, QDQ fused by onnxruntime | compressed / base (onnxruntime) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, c in q["components"].items():
+        fused = c.get("compressed_onnxruntime_optimised_ms")
+        fused_s = "" if fused is None else f"{fused:.2f}"
+        lines.append(
+            f"| {name} | {c['base_torch_ms']:.2f} / {c['compressed_torch_ms']:.2f} | "
+            f"{c['base_onnxruntime_ms']:.2f} / {c['compressed_onnxruntime_ms']:.2f} | {fused_s} | "
+            f"{c['compressed_over_base_onnxruntime']:.2f} |"
+        )
+    e = q["end_to_end"]
+    lines += [
+        "",
+        f"One video end to end from the bundle (onnxruntime): base {e['base']['bundle_onnxruntime_seconds']:.1f} s, "
+        f"compressed {e['compressed']['bundle_onnxruntime_seconds']:.1f} s "
+        f"({q['compressed_over_base_end_to_end_onnxruntime']:.2f}x); torch: base {e['base']['torch_seconds']:.1f} s, "
+        f"compressed (AIMET simulation) {e['compressed']['torch_seconds']:.1f} s.",
+    ]
+    return lines
+
+
+def cost_model_lines(rows: list[dict]) -> list[str]:
+    lines = ["", "## Roofline latency estimate vs Neodragon's published latencies", "",
+             "| component | device | GFLOPs | published ms | estimated ms | error | left-out error |",
+             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for x in rows:
+        if x.get("estimated_ms") is None:
+            lines.append(f"| {x['component']} | {x['device']} | | {x['published_ms']} | n/a | {x['note']} | |")
+            continue
+        loo = "n/a" if x["leave_one_out_error"] is None else f"{x['leave_one_out_error']:+.0%}"
+        lines.append(f"| {x['component']} | {x['device']} | {x['gflops']:.0f} | {x['published_ms']} | "
+                     f"{x['estimated_ms']:.1f} | {x['error']:+.0%} | {loo} |")  # fmt: skip
+    return lines
 
 
 def summary_markdown(r: dict) -> str:
@@ -297,29 +350,9 @@ def summary_markdown(r: dict) -> str:
             )
         lines.append(f"\nEager load takes {ld['eager_load_seconds_over_mmap']:.0f}x the time of the mmap load.")
     if "quant_lowering" in r:
-        q = r["quant_lowering"]
-        cal = q["calibration"]
-        lines += [
-            "",
-            "## Quantization and lowering (builtin:tiny, W8A16 on htp_v79; base 6 blocks vs pruned 4)",
-            "",
-            f"- AIMET calibration of {len(cal['graphs'])} graphs: {cal['total_seconds']:.1f} s "
-            f"(capture {cal['capture_seconds']:.1f} s); SQNR "
-            + ", ".join(f"{g['sqnr_db']:.1f}" for g in cal["graphs"])
-            + " dB",
-            "",
-            "| stage | clips | export s (base) | ORT max abs err | torch ms base / pruned | ORT ms base / pruned |",
-            "|---:|---|---:|---:|---:|---:|",
-        ]
-        for g in q["graphs"]:
-            b, pr = g["base"], g["pruned"]
-            lines.append(
-                f"| {g['stage']} | {len(g['clips'])} | {b['export_seconds']:.2f} | {b['max_abs_error']:.1e} | "
-                f"{b['torch_ms']:.1f} / {pr['torch_ms']:.1f} | {b['onnxruntime_ms']:.1f} / {pr['onnxruntime_ms']:.1f} |"
-            )
-        lines.append(
-            f"\nSum over the graphs, onnxruntime: pruned takes {q['pruned_over_base_sum']:.2f}x the base's time."
-        )
+        lines += quant_lowering_lines(r["quant_lowering"])
+    if "cost_model" in r:
+        lines += cost_model_lines(r["cost_model"])
     if "stream_prune_full_size" in r:
         sp = r["stream_prune_full_size"]
         lines += [
