@@ -1,8 +1,9 @@
 """Quantization and lowering benchmark: `python benchmarks/quant_lowering.py --output benchmarks/quant_lowering.json`.
 
 In one run, on builtin:tiny (9 frames, 64x64, the shipped 20-20-20 / 10-10-10 schedule with CFG):
-- base: the float pipeline; compressed: the demo's cut (blocks 3 and 5 removed, no recovery: only the structure
-  matters for timing) quantized to W8A16 with AIMET, calibrated per stage on 8 world prompts;
+- base: the float pipeline; pruned: the demo's cut (blocks 3 and 5 removed, no recovery: only the structure
+  matters for timing), float; compressed: pruned and quantized to W8A16 with AIMET, calibrated per stage on 8
+  world prompts;
 1. AIMET calibration time (capture, QuantSim per stage, encodings) and each stage graph's SQNR;
 2. lowering to an onnxruntime bundle: graph build and export time, per component;
 3. wall time of one call of every component in onnxruntime on the CPU, base and compressed side by side (QDQ
@@ -40,17 +41,24 @@ def _time(fn, repeats: int = 10) -> float:
     return statistics.median(samples)
 
 
-def _compressed(family):
-    from neocompress.data.prompts import read_prompt_source
+def _pruned(family):
     from neocompress.models.pyramid_flow.adapter import PyramidFlowBlockAdapter
-    from neocompress.quant.denoiser_sim import capture_calls, simulate_denoiser
-    from neocompress.quant.precision import precision
 
     ir = family.load("builtin:tiny")
     den, adapter = ir["denoiser"].module, PyramidFlowBlockAdapter()
     kept = [b for i, b in enumerate(den.transformer_blocks) if i not in (3, 5)]
     adapter.make_context_pre_only(kept[-1])
     adapter.set_blocks(den, kept)
+    return ir
+
+
+def _compressed(family):
+    from neocompress.data.prompts import read_prompt_source
+    from neocompress.quant.denoiser_sim import capture_calls, simulate_denoiser
+    from neocompress.quant.precision import precision
+
+    ir = _pruned(family)
+    den = ir["denoiser"].module
     pipe = family.pipeline(ir)
     schedule = pipe.schedule_with(first=(4, 4, 4), later=(2, 2, 2))
     prompts = read_prompt_source("builtin:world")[:8]
@@ -71,7 +79,7 @@ def main() -> None:
     from neocompress.lowering.pipeline_graphs import lower_pipeline
     from neocompress.models.pyramid_flow.family import PyramidFlowFamily
     from neocompress.targets.onnxruntime.lower import lower_onnxruntime
-    from neocompress.targets.onnxruntime.runtime import BundleRuntime
+    from neocompress.targets.onnxruntime.runtime import BundleRuntime, fused_cpu_session
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "quant_lowering.json"))
@@ -79,7 +87,7 @@ def main() -> None:
     torch.set_num_threads(1)
     family = PyramidFlowFamily()
     compressed, calibration = _compressed(family)
-    models = {"base": family.load("builtin:tiny"), "compressed": compressed}
+    models = {"base": family.load("builtin:tiny"), "pruned": _pruned(family), "compressed": compressed}
     work = Path(tempfile.mkdtemp())
     results: dict = {"calibration": calibration, "components": {}, "end_to_end": {}, "lowering": {}}
     for name, ir in models.items():
@@ -106,18 +114,29 @@ def main() -> None:
         t0 = time.perf_counter()
         runtime.generate([PROMPT], seed=0)
         bundle_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        BundleRuntime(work / name, session_factory=fused_cpu_session).generate([PROMPT], seed=0)
+        fused_s = time.perf_counter() - t0
         pipe = family.pipeline(ir)
         t0 = time.perf_counter()
         pipe.generate([PROMPT], seed=0)
         torch_s = time.perf_counter() - t0
-        results["end_to_end"][name] = {"bundle_onnxruntime_seconds": bundle_s, "torch_seconds": torch_s,
-                                       "calls": runtime.calls}  # fmt: skip
+        results["end_to_end"][name] = {"bundle_onnxruntime_seconds": bundle_s, "bundle_fused_seconds": fused_s,
+                                       "torch_seconds": torch_s, "calls": runtime.calls}  # fmt: skip
     for row in results["components"].values():
-        if "compressed_onnxruntime_ms" in row:
-            row["compressed_over_base_onnxruntime"] = row["compressed_onnxruntime_ms"] / row["base_onnxruntime_ms"]
+        row["pruned_over_base_onnxruntime"] = row["pruned_onnxruntime_ms"] / row["base_onnxruntime_ms"]
+        row["compressed_over_base_onnxruntime"] = row["compressed_onnxruntime_ms"] / row["base_onnxruntime_ms"]
+        if "compressed_onnxruntime_optimised_ms" in row:
+            row["compressed_fused_over_base_onnxruntime"] = (
+                row["compressed_onnxruntime_optimised_ms"] / row["base_onnxruntime_ms"]
+            )
     e2e = results["end_to_end"]
-    results["compressed_over_base_end_to_end_onnxruntime"] = (
-        e2e["compressed"]["bundle_onnxruntime_seconds"] / e2e["base"]["bundle_onnxruntime_seconds"]
+    for name in ("pruned", "compressed"):
+        results[f"{name}_over_base_end_to_end_onnxruntime"] = (
+            e2e[name]["bundle_onnxruntime_seconds"] / e2e["base"]["bundle_onnxruntime_seconds"]
+        )
+    results["compressed_fused_over_base_end_to_end_onnxruntime"] = (
+        e2e["compressed"]["bundle_fused_seconds"] / e2e["base"]["bundle_onnxruntime_seconds"]
     )
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
