@@ -141,6 +141,9 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
             problems.append(problem(message, ("generate", key)))
     profiles, target_problems = _check_targets(m)
     problems += [problem(msg, loc) for msg, loc in target_problems]
+    if m.all_targets() and family.name != "pyramid-flow":  # lowering builds the pyramid-flow pipeline's graphs
+        where = ("target",) if m.target is not None else ("targets",)
+        problems.append(problem(f"lowering supports the pyramid-flow family so far, not '{family.name}'", where))
     ctx = PassContext.for_planning(seed=m.model.seed, target=[t.model_dump() for t in m.all_targets()] or None)
     planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
     for i, p in enumerate(recipe.passes):

@@ -186,6 +186,14 @@ def test_bad_target_sections_fail_at_validation(tmp_path: Path, target: str, mes
         load_recipe(f)
 
 
+def test_a_target_on_a_family_lowering_does_not_take_fails_at_validation(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("model: {family: diffusers-sd3, source: builtin:sd3-tiny}\ntargets:\n  - {name: onnxruntime}\n"
+                 f"output: {tmp_path / 'o'}\n")  # fmt: skip
+    with pytest.raises(RecipeError, match="lowering supports the pyramid-flow family so far"):
+        load_recipe(f)
+
+
 def test_two_targets_writing_one_folder_fail_at_validation(tmp_path: Path) -> None:
     f = tmp_path / "r.yaml"
     f.write_text("model: {source: builtin:tiny-random}\ntargets:\n  - {name: onnxruntime}\n  - {name: onnxruntime}\n"
