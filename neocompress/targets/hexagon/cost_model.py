@@ -65,7 +65,7 @@ class Workload:
 
 def estimate(w: Workload, throughput: dict[str, float], bandwidth_gbs: float) -> dict[str, float]:
     """Latency (ms), what bounds it, and peak memory (MB) of `w` at effective FLOP/s `throughput` per kind."""
-    compute = sum(n / throughput[k] for k, n in w.flops_by_kind.items() if n)
+    compute = float(sum(n / throughput[k] for k, n in w.flops_by_kind.items() if n))
     memory = w.weight_bytes / (bandwidth_gbs * 1e9)
     return {"latency_ms": 1e3 * max(compute, memory), "bound": "compute" if compute >= memory else "memory",
             "peak_memory_mb": (w.weight_bytes + 2 * w.largest_activation_bytes) / 2**20}  # fmt: skip
@@ -159,10 +159,19 @@ def _fit(rows: list[tuple[Workload, float]]) -> dict[str, float]:
     (or one the fit leaves at zero cost) takes the slowest fitted throughput, never an infinite one."""
     from scipy.optimize import nnls
 
-    used = [k for k in KINDS if any(w.flops_by_kind.get(k) for w, _ in rows)]
-    a = np.array([[w.flops_by_kind.get(k, 0) / (ms / 1e3) for k in used] for w, ms in rows])
+    # a kind under 2 % of a row's FLOPs is counted as that row's main kind: otherwise the fit spends a row's
+    # residual on a sliver (the DiT's patch-embedding convolution) and that kind's throughput comes out absurd
+    folded = []
+    for w, ms in rows:
+        main = max(w.flops_by_kind, key=lambda k: w.flops_by_kind[k])
+        kinds = dict.fromkeys(KINDS, 0)
+        for k, n in w.flops_by_kind.items():
+            kinds[k if n >= 0.02 * w.flops else main] += n
+        folded.append((kinds, ms))
+    used = [k for k in KINDS if any(kinds[k] for kinds, _ in folded)]
+    a = np.array([[kinds[k] / (ms / 1e3) for k in used] for kinds, ms in folded])
     seconds_per_flop, _ = nnls(a, np.ones(len(rows)))
-    fitted = {k: 1.0 / x for k, x in zip(used, seconds_per_flop, strict=True) if x > 0}
+    fitted = {k: float(1.0 / x) for k, x in zip(used, seconds_per_flop, strict=True) if x > 0}
     slowest = min(fitted.values()) if fitted else 1e12
     return {k: fitted.get(k, slowest) for k in KINDS}
 
