@@ -1,15 +1,17 @@
 """`quantize`: W8A16 post-training quantization of the denoiser with AIMET, calibrated per pyramid stage.
 
 Neodragon's last step before compilation (reference section 7). The pipeline samples the calibration prompts with
-the schedule it will run; every denoiser call is captured, and each call shape (pyramid stage x history) gets its
-own AIMET QuantizationSimModel over the static graph of that shape, its encodings computed on that shape's calls
-(per-stage calibration, as the paper did). The pipeline then samples through the simulated graphs, so MiniBench
-and `generate` show the quantized model's quality. The report gives the SQNR of every graph against its float
-self, per stage, and of the sampled latents of held-out prompts. The float weights are kept: the encodings are
-saved beside them (`quantization/denoiser/`) and re-attached on load, which is what the Hexagon export needs.
+the schedule it will run; every denoiser call is captured, and each pyramid stage gets its own AIMET
+QuantizationSimModel over the stage's static graph (sized for the longest history, shorter ones front-padded),
+its encodings computed on that stage's calls (per-stage calibration, as the paper did). The pipeline then
+samples through the simulated graphs, so MiniBench and `generate` show the quantized model's quality. The report
+gives the SQNR of every graph against its float self on its calibration calls and on held-out prompts' calls,
+and of the sampled latents of the held-out prompts. The float weights are kept: AIMET's quantizer state is saved
+beside them (`quantization/denoiser/`) and re-attached on load; the targets export from it.
 
-Scope now: the denoiser, on Pyramid-Flow. The VAE decoder, the text encoders' FP16 and AdaRound are the issue's
-next steps; the precision and the Hexagon version are config values.
+Scope now: the denoiser, on Pyramid-Flow (the text encoders and the VAE decoder compile in fp16 on the HTP).
+The VAE decoder's W8A16 (it needs a static, fx-traceable decoder graph), AdaRound and SeqMSE are the issue's next
+steps; the precision and the Hexagon version are config values.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Quantize(Pass):
     name = "quantize"
     version = 1
     Config = QuantizeConfig
-    summary = "W8A16 post-training quantization (AIMET), one simulated graph per pyramid stage and history shape."
+    summary = "W8A16 post-training quantization (AIMET), one simulated graph per pyramid stage."
     requires = ("denoiser",)
 
     config: QuantizeConfig
