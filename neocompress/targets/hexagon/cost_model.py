@@ -21,6 +21,8 @@ leave-one-out error (that row left out of the fit), so the model's error is stat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,6 @@ class Workload:
     name: str
     flops_by_kind: dict[str, int]
     weight_bytes: float
-    activation_bytes: float  # traffic: what the ops write and read back
     largest_activation_bytes: float
     precision: str  # "w8a16" | "fp16" | ...
 
@@ -71,7 +72,8 @@ def estimate(w: Workload, throughput: dict[str, float], bandwidth_gbs: float) ->
             "peak_memory_mb": (w.weight_bytes + 2 * w.largest_activation_bytes) / 2**20}  # fmt: skip
 
 
-def neodragon_workloads() -> list[Workload]:
+@functools.cache
+def neodragon_workloads() -> tuple[Workload, ...]:
     """The published rows neocompress can count, at Neodragon's shapes: the 18-block DiT at 320x512 with the
     last latent frame's history (7 latent frames), 128 text tokens, batch 1 (distilled: no CFG); CLIP-L/G at 77
     tokens; the causal VAE encoder on frame 0. DistilT5 and the TAEHV decoder are built by a later issue."""
@@ -100,21 +102,20 @@ def neodragon_workloads() -> list[Workload]:
         call = ([torch.zeros(s) for s in shapes], torch.zeros(1, 128, cfg.joint_attention_dim),
                 torch.ones(1, 128, dtype=torch.long), torch.zeros(1, cfg.pooled_projection_dim), torch.zeros(1))
         inputs = [x.to("meta") for x in graph.packer.pack(*call)]  # packed on the host, as a bundle does
-        flops, moved, act = _count_module(graph, lambda g=graph, x=inputs: g(*x))
+        flops, act = _count(lambda g=graph, x=inputs: g(*x))
         graph.restore_backend()
-        out.append(Workload(f"DiT+CA {label}", flops, dit_params, moved, act, "w8a16"))
+        out.append(Workload(f"DiT+CA {label}", flops, dit_params, act, "w8a16"))
     with torch.device("meta"):
         clip_l, clip_g = build_clip_l(spec.text), build_clip_g(spec.text)
         encoder = CausalVAEEncoder(spec.vae)
     ids = torch.zeros(1, 77, dtype=torch.long, device="meta")
     for name, model in (("CLIP-L", clip_l), ("CLIP-G", clip_g)):
-        flops, moved, act = _count_module(model, lambda m=model: m(input_ids=ids))
-        out.append(Workload(name, flops, 2.0 * sum(p.numel() for p in model.parameters()), moved, act, "fp16"))
+        flops, act = _count(lambda m=model: m(input_ids=ids))
+        out.append(Workload(name, flops, 2.0 * sum(p.numel() for p in model.parameters()), act, "fp16"))
     frame = torch.zeros(1, 3, 1, 320, 512, device="meta")
-    flops, moved, act = _count_module(encoder, lambda: encoder(frame))
-    out.append(Workload("VAE encoder", flops, float(sum(p.numel() for p in encoder.parameters())), moved, act,
-                        "w8a16"))  # fmt: skip
-    return out
+    flops, act = _count(lambda: encoder(frame))
+    out.append(Workload("VAE encoder", flops, float(sum(p.numel() for p in encoder.parameters())), act, "w8a16"))
+    return tuple(out)
 
 
 _VIEWS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "slice", "select", "unsqueeze",
@@ -128,30 +129,38 @@ _KIND_OF = {"mm": "linear", "addmm": "linear", "bmm": "attention", "baddbmm": "a
             "_scaled_dot_product_efficient_attention": "attention"}  # fmt: skip
 
 
-def _count_module(module: torch.nn.Module, fn: Any) -> tuple[dict[str, int], int, int]:
-    """FLOPs by kind, activation traffic (bytes every op writes and the next reads, 2 bytes per element as in A16/FP16)
-    and the largest activation of `fn` run on meta tensors."""
+def _count(fn: Any) -> tuple[dict[str, int], int]:
+    """FLOPs by kind and the largest activation (bytes, 2 per element as in A16 / FP16) of running `fn`."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class Traffic(TorchDispatchMode):
-        moved = 0
-        largest = 0
+    class Largest(TorchDispatchMode):
+        bytes = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
             out = func(*args, **(kwargs or {}))
             if func.overloadpacket.__name__ not in _VIEWS:
                 for t in out if isinstance(out, (tuple, list)) else (out,):
                     if isinstance(t, torch.Tensor):
-                        Traffic.moved += 2 * 2 * t.numel()
-                        Traffic.largest = max(Traffic.largest, 2 * t.numel())
+                        Largest.bytes = max(Largest.bytes, 2 * t.numel())
             return out
 
-    with FlopCounterMode(display=False) as counter, Traffic(), torch.no_grad():
+    with FlopCounterMode(display=False) as counter, Largest(), torch.no_grad():
         fn()
     kinds = dict.fromkeys(KINDS, 0)
     for op, n in counter.get_flop_counts().get("Global", {}).items():
         kinds[_KIND_OF.get(op.__name__.split(".")[0], "linear")] += int(n)
-    return kinds, Traffic.moved, Traffic.largest
+    return kinds, Largest.bytes
+
+
+def _folded(w: Workload) -> dict[str, int]:
+    """FLOPs by kind with any kind under 2 % of the total counted as the main kind: otherwise a fit spends a
+    row's residual on a sliver (the DiT's patch-embedding convolution) and that kind's throughput comes out
+    absurd."""
+    main = max(w.flops_by_kind, key=lambda k: w.flops_by_kind[k])
+    kinds = dict.fromkeys(KINDS, 0)
+    for k, n in w.flops_by_kind.items():
+        kinds[k if n >= 0.02 * w.flops else main] += n
+    return kinds
 
 
 def _fit(rows: list[tuple[Workload, float]]) -> dict[str, float]:
@@ -159,15 +168,7 @@ def _fit(rows: list[tuple[Workload, float]]) -> dict[str, float]:
     (or one the fit leaves at zero cost) takes the slowest fitted throughput, never an infinite one."""
     from scipy.optimize import nnls
 
-    # a kind under 2 % of a row's FLOPs is counted as that row's main kind: otherwise the fit spends a row's
-    # residual on a sliver (the DiT's patch-embedding convolution) and that kind's throughput comes out absurd
-    folded = []
-    for w, ms in rows:
-        main = max(w.flops_by_kind, key=lambda k: w.flops_by_kind[k])
-        kinds = dict.fromkeys(KINDS, 0)
-        for k, n in w.flops_by_kind.items():
-            kinds[k if n >= 0.02 * w.flops else main] += n
-        folded.append((kinds, ms))
+    folded = [(_folded(w), ms) for w, ms in rows]
     used = [k for k in KINDS if any(kinds[k] for kinds, _ in folded)]
     a = np.array([[kinds[k] / (ms / 1e3) for k in used] for kinds, ms in folded])
     seconds_per_flop, _ = nnls(a, np.ones(len(rows)))
@@ -176,7 +177,7 @@ def _fit(rows: list[tuple[Workload, float]]) -> dict[str, float]:
     return {k: fitted.get(k, slowest) for k in KINDS}
 
 
-def calibrate(workloads: list[Workload] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+def calibrate(workloads: Sequence[Workload] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{device: {precision: {kind: effective FLOP/s}}} from the published rows (see the module docstring)."""
     workloads = workloads or neodragon_workloads()
     fitted: dict[str, dict[str, dict[str, float]]] = {}
@@ -196,16 +197,12 @@ def throughput(device: Any, precision: str, fitted: dict[str, dict[str, dict[str
     return {k: v * scale for k, v in fitted["snapdragon-8-elite"][p].items()}
 
 
-def _share(w: Workload, kind: str) -> float:
-    return w.flops_by_kind.get(kind, 0) / max(1, w.flops)
-
-
 def workload_of(name: str, module: torch.nn.Module, inputs: tuple, precision: str) -> Workload:
     """A lowered graph's workload, counted by running it once (tiny graphs run on the CPU as they are)."""
-    flops, moved, act = _count_module(module, lambda: module(*inputs))
+    flops, act = _count(lambda: module(*inputs))
     params = sum(p.numel() for p in module.parameters())
     bytes_per = BYTES_PER_WEIGHT.get(precision, 2.0)  # fp32 graphs run in fp16 on the HTP
-    return Workload(name, flops, params * bytes_per, moved, act, precision)
+    return Workload(name, flops, params * bytes_per, act, precision)
 
 
 def estimate_on(w: Workload, device: Any, fitted: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
@@ -223,13 +220,12 @@ def published_comparison() -> list[dict[str, Any]]:
             published = PUBLISHED_MS[w.name][column]
             est = estimate(w, fitted[device][w.precision], BANDWIDTH_GBS[device])
             others = [(o, PUBLISHED_MS[o.name][column]) for o in workloads if o.precision == w.precision and o is not w]
-            loo = None
-            if others and all(any(_share(o, k) > 0.01 for o, _ in others) for k in KINDS if _share(w, k) > 0.1):
-                loo = estimate(w, _fit(others), BANDWIDTH_GBS[device])["latency_ms"]  # else: not identifiable
+            loo = None  # unless every kind this row needs is fitted by some other row
+            if others and all(any(_folded(o)[k] for o, _ in others) for k, n in _folded(w).items() if n):
+                loo = estimate(w, _fit(others), BANDWIDTH_GBS[device])["latency_ms"]
             rows.append({
                 "component": w.name, "device": device, "gflops": w.flops / 1e9,
                 "gflops_by_kind": {k: v / 1e9 for k, v in w.flops_by_kind.items()}, "weight_mb": w.weight_bytes / 2**20,
-                "activation_traffic_mb": w.activation_bytes / 2**20,
                 "published_ms": published, "estimated_ms": est["latency_ms"], "bound": est["bound"],
                 "error": est["latency_ms"] / published - 1,
                 "leave_one_out_error": None if loo is None else loo / published - 1,
