@@ -33,6 +33,7 @@ class ExportCheck:
     max_abs_error: float
     reference_max: float
     ops: list[str]
+    output: np.ndarray | None = None  # what the graph computed (for further comparisons without a second run)
 
     def to_dict(self) -> dict:
         return {
@@ -95,16 +96,18 @@ def export_with_encodings(sim: Any, inputs: Sequence[Tensor], names: Sequence[st
     return path, path.with_suffix(".encodings")
 
 
-def session(path: Path, *, exact: bool = False) -> Any:
-    """A CPU onnxruntime session. `exact`: no graph optimisation, so a QDQ graph runs as written (fused integer
-    kernels differ from the simulation by ~1e-2, unfused by ~1e-4: toolchain notes)."""
+def session(model: Path | Any, *, exact: bool = False) -> Any:
+    """A CPU onnxruntime session of a file or an in-memory `onnx.ModelProto`. `exact`: no graph optimisation, so
+    a QDQ graph runs as written (fused integer kernels differ from the simulation by ~1e-2, unfused by ~1e-4:
+    toolchain notes)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if exact:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(path: Path, inputs: Sequence[Tensor], names: Sequence[str], *, exact: bool = False) -> np.ndarray:
@@ -125,4 +128,4 @@ def verify_onnx(module: nn.Module, path: Path, inputs: Sequence[Tensor], names: 
         reference = module(*inputs).detach().cpu().numpy()
     got = run_onnx(path, inputs, names, exact=exact)
     return ExportCheck(Path(path), float(np.abs(got - reference).max()), float(np.abs(reference).max()),
-                       graph_ops(path))  # fmt: skip
+                       graph_ops(path), got)  # fmt: skip

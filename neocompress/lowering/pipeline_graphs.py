@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from neocompress.core.errors import UserInputError
-from neocompress.lowering.static_denoiser import StaticStageDenoiser, stage_slot_shapes
+from neocompress.lowering.static_denoiser import BROADCAST_INPUTS, StaticStageDenoiser, stage_slot_shapes
 from neocompress.models.pyramid_flow.vae import denormalize_latents
 
 EXAMPLE_PROMPT = "a red circle moving left slowly on a grey background"
@@ -133,13 +133,11 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
         inputs = graph.pack(*longest[:5])  # with the schedule's CFG: batch 2
         graphs.append(
             LoweredGraph(f"denoiser_stage{stage}", "denoiser", graph, inputs, graph.input_names(), ["velocity"],
-                         [t.shape[0] == inputs[0].shape[0] and n not in ("rope_cos", "rope_sin")
-                          for n, t in zip(graph.input_names(), inputs, strict=True)],
+                         [n not in BROADCAST_INPUTS for n in graph.input_names()],
                          sim=sim, precision="fp32" if sim is None else simulated_precision(ir),
                          extra={"stage": stage, "packer": graph.packer.to_dict()})
         )  # fmt: skip
-    size = {k: v[k] for k in ("frames", "height", "width")}
-    latents = pipeline.sample_latents([prompt], seed=seed, schedule=schedule, **size)
+    (latents,) = captured.latents  # the one video that run sampled
     decode = _Decode(ir["vae_decoder"].module.eval(), pipeline.latent_norm).eval()
     graphs.append(LoweredGraph("vae_decoder", "vae_decoder", decode, (latents,), ["latents"], ["video"], [True]))
     if simulated is not None:

@@ -28,6 +28,7 @@ from neocompress.models.pyramid_flow.history import history_stages
 _SUBCLASSES: dict[int, type] = {}
 NPU_MASKED_VALUE = -100.0  # finite: -inf breaks quantized softmax (toolchain notes: 30.6 dB at -100, 8.7 at -inf)
 TAIL_INPUTS = ["text_tokens", "attention_mask", "pooled", "timestep_proj", "rope_cos", "rope_sin"]
+BROADCAST_INPUTS = ("rope_cos", "rope_sin")  # one table for the whole batch: dim 0 does not follow it
 
 
 def stage_slot_shapes(scheduler, stage: int, units: int, channels: int, height: int, width: int, batch: int):  # noqa: ANN001

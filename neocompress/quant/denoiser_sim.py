@@ -37,6 +37,7 @@ class CapturedCalls:
 
     calls: dict[StageKey, list[tuple[tuple, Tensor]]] = field(default_factory=dict)
     stage_of: dict[StageKey, int] = field(default_factory=dict)
+    latents: list[Tensor] = field(default_factory=list)  # what each sampled batch produced, in order
 
     def slot_shapes(self, key: StageKey) -> list[tuple[int, ...]]:
         """(C, T, H, W) of each clip of the stage's longest-history call: the stage graph's slots."""
@@ -73,8 +74,10 @@ def capture_calls(
     handle = den.register_forward_hook(hook, with_kwargs=True)
     try:
         for start in range(0, len(jobs), batch):
-            pipeline.sample_latents(
-                jobs[start : start + batch], seed=seed + start, schedule=schedule, progress=on_call, **video
+            out.latents.append(
+                pipeline.sample_latents(
+                    jobs[start : start + batch], seed=seed + start, schedule=schedule, progress=on_call, **video
+                )
             )
     finally:
         handle.remove()

@@ -19,11 +19,8 @@ TOKENIZERS = "tokenizers"
 BUNDLE_FORMAT = "neocompress-bundle"
 
 
-def pipeline_constants(ir: Any, video: dict[str, int]) -> dict[str, Any]:
-    """The numbers the sampler needs, from the IR."""
-    from neocompress.models.family import get_family
-
-    pipeline = get_family(ir.family).pipeline(ir)
+def pipeline_constants(pipeline: Any, video: dict[str, int]) -> dict[str, Any]:
+    """The numbers the sampler needs, from the pipeline."""
     v = pipeline.resolve_video(video.get("frames"), video.get("height"), video.get("width"))
     return {
         "scheduler": pipeline.scheduler.config.to_dict(),
@@ -40,13 +37,14 @@ def write_common(ir: Any, folder: Path, target: dict[str, Any], video: dict[str,
     """Tokenizers into `folder/tokenizers`; returns the manifest's pipeline part."""
     from neocompress.models.family import get_family
 
-    get_family(ir.family).pipeline(ir).text.tokenizers.save(folder / TOKENIZERS)
+    pipeline = get_family(ir.family).pipeline(ir)
+    pipeline.text.tokenizers.save(folder / TOKENIZERS)
     return {
         "format": BUNDLE_FORMAT,
         "format_version": 1,
         "family": ir.family,
         "target": target,
-        "pipeline": pipeline_constants(ir, video),
+        "pipeline": pipeline_constants(pipeline, video),
         "versions": tool_versions(),
     }
 

@@ -95,9 +95,11 @@ def lower_hexagon(graphs: list[LoweredGraph], ir: Any, folder: Path, target: dic
     unavailable = qnn.available()
     if unavailable:
         manifest["compiled"] = {"skipped": unavailable}
-    else:
+    else:  # what each part is compared with does not depend on the device: computed once
+        references = {g.name: _references(g, folder, components[g.name]["parts"])
+                      for g in chosen if target.get("simulate", True)}  # fmt: skip
         for device in devices:
-            manifest["compiled"][device.name] = _compile_all(chosen, components, folder, device, target, progress)
+            manifest["compiled"][device.name] = _compile_all(chosen, components, folder, device, references, progress)
     manifest["estimate"] = _estimates(chosen, devices)
     if target.get("aihub", True):
         from neocompress.targets.hexagon.aihub import submit_to_aihub
@@ -163,29 +165,27 @@ def _write_part(g: LoweredGraph, part: Part, count: int, folder: Path) -> dict[s
 
 
 def _compile_all(chosen: list[LoweredGraph], components: dict[str, Any], folder: Path, device: DeviceProfile,
-                 target: dict[str, Any], progress: Callable[[str], None] | None) -> dict[str, Any]:  # fmt: skip
+                 references: dict[str, list[dict[str, Any]]],
+                 progress: Callable[[str], None] | None) -> dict[str, Any]:  # fmt: skip
+    """Compile every part for `device`; where `references` has the graph, run each part in the simulator and
+    compare it with them."""
     out = {}
     for g in chosen:
         fp16 = g.sim is None
-        floats = _float_values(g, folder, components[g.name]["parts"]) if target.get("simulate", True) else None
         rows = []
-        for p in components[g.name]["parts"]:
+        for j, p in enumerate(components[g.name]["parts"]):
             ctx = folder / "qnn" / device.name / f"{p['name']}.onnx"
             compiled = qnn.compile_graph(folder / p["file"], ctx, device.htp_arch, device.soc_model, fp16=fp16)
             row = {"part": p["name"], **compiled.to_dict(), "context_onnx": str(ctx.relative_to(folder)),
                    "context_binary": str(compiled.context_binary.relative_to(folder))}  # fmt: skip
-            if floats is not None:
-                feed = {n: floats[n] for n in p["inputs"]}
+            if g.name in references:
+                ref = references[g.name][j]
                 t0 = time.perf_counter()
-                sim = qnn.SimulatorSession(ctx, device.htp_arch, device.soc_model, fp16).run(feed)
+                sim = qnn.SimulatorSession(ctx, device.htp_arch, device.soc_model, fp16).run(ref["feed"])
                 row["simulator_seconds"] = time.perf_counter() - t0
-                computed = _computed_outputs(folder / p["file"], p, g.sim is not None)
-                qdq = None
-                if not fp16:
-                    cpu = session(folder / p["file"], exact=True)
-                    qdq = dict(zip([o.name for o in cpu.get_outputs()], cpu.run(None, feed), strict=True))
+                floats, qdq = ref["float"], ref["aimet"]
                 # the part's worst computed output (pass-through copies of graph inputs would flatter it)
-                worst = min(computed, key=lambda o: _sqnr(floats[o], sim[o]))
+                worst = min(ref["computed"], key=lambda o: _sqnr(floats[o], sim[o]))
                 row["compared_output"] = worst
                 row["sqnr_db_simulator_vs_float"] = _sqnr(floats[worst], sim[worst])
                 if qdq is not None:
@@ -198,37 +198,28 @@ def _compile_all(chosen: list[LoweredGraph], components: dict[str, Any], folder:
     return out
 
 
-def _computed_outputs(path: Path, part: dict[str, Any], quantized: bool) -> list[str]:
-    """The part's outputs that it computes, not quantized copies of the whole graph's inputs passed through."""
-    if not quantized:
-        return list(part["outputs"])
-    names = twin_names(onnx.load(str(path)))
-    graph_inputs = set(part["inputs"])
-    computed = [o for o in part["outputs"] if names.get(o, o) not in graph_inputs]
-    return computed or list(part["outputs"])
-
-
-def _float_values(g: LoweredGraph, folder: Path, parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Every part's inputs and outputs as the float model computes them on the graph's example inputs: the
-    float twins of the parts (with the float weights back), chained."""
+def _references(g: LoweredGraph, folder: Path, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per part: its inputs and outputs as the float model computes them on the graph's example inputs (the float
+    twins of the parts, float weights back, chained), the AIMET simulation's outputs on those inputs (onnxruntime
+    running the part's QDQ graph as written; None for a float graph) and the outputs the part computes (not
+    quantized copies of its inputs passed through)."""
     values = _np(g)
     state = {**dict(g.module.named_buffers()), **dict(g.module.named_parameters())}
+    out = []
     for p in parts:
         model = onnx.load(str(folder / p["file"]))
-        twin = model
+        feed = {n: values[n] for n in p["inputs"]}
+        twin, aimet, computed = model, None, list(p["outputs"])
         if g.sim is not None:
             twin, missing = float_model(model, state)
             if missing:
                 raise RuntimeError(f"{p['name']}: no float value for the quantized weights {missing[:5]}")
-        s = session_from_model(twin)
-        outs = s.run(None, {n: values[n] for n in p["inputs"]})
-        values.update(dict(zip([o.name for o in s.get_outputs()], outs, strict=True)))
-    return values
-
-
-def session_from_model(model: onnx.ModelProto) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            cpu = session(model, exact=True)
+            aimet = dict(zip([o.name for o in cpu.get_outputs()], cpu.run(None, feed), strict=True))
+            names = twin_names(model)
+            computed = [o for o in p["outputs"] if names.get(o, o) not in feed] or computed
+        s = session(twin)
+        floats = dict(zip([o.name for o in s.get_outputs()], s.run(None, feed), strict=True))
+        values.update(floats)
+        out.append({"feed": feed, "float": floats, "aimet": aimet, "computed": computed})
+    return out

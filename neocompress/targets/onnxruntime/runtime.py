@@ -79,11 +79,8 @@ class BundleRuntime:
             raise UserInputError(f"{self.folder} lacks components to generate with: {sorted(missing) or 'denoiser'} "
                                  "(lower every component to run the bundle)")  # fmt: skip
         self.sessions = {name: session_factory(self.folder, name, e) for name, e in self.components.items()}
-        self.stages = {
-            tuple(StagePacker.from_dict(e["packer"]).slots[-1]): name
-            for name, e in self.components.items()
-            if e["kind"] == "denoiser"
-        }
+        packers = {n: StagePacker.from_dict(e["packer"]) for n, e in self.components.items() if e["kind"] == "denoiser"}
+        self.stages = {tuple(p.slots[-1]): (name, p) for name, p in packers.items()}  # current clip -> stage graph
         self.calls: dict[str, int] = dict.fromkeys(self.components, 0)
 
     def _run(self, name: str, *inputs: Tensor) -> Tensor:
@@ -101,8 +98,7 @@ class BundleRuntime:
         if key not in self.stages:
             raise UserInputError(f"the bundle has no denoiser graph for a current clip of {key}; it has "
                                  f"{sorted(self.stages)}")  # fmt: skip
-        name = self.stages[key]
-        packer = StagePacker.from_dict(self.components[name]["packer"])
+        name, packer = self.stages[key]
         return self._run(name, *packer.pack(sample, tokens, mask, pooled, t))
 
     @torch.no_grad()
