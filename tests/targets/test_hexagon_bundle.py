@@ -170,33 +170,24 @@ def test_the_stage_graphs_and_the_vae_decoder_pass_the_static_check(tmp_path: Pa
     assert compiled.context_binary.stat().st_size > 0  # the decoder compiles whole for the HTP (fp16)
 
 
+TINY = "model: {source: builtin:tiny-random}\n"
+
+
 @pytest.mark.parametrize(
-    ("target", "message"),
+    ("head", "targets", "message"),
     [
-        ("{name: hexagon, device: snapdragon-8-elite, also_compile: [snapdragon-9000]}", "unknown Hexagon device"),
-        ("{name: onnxruntime, device: snapdragon-8-elite}", "is a hexagon target option"),
-        ("{name: hexagon}", "needs a device"),
-        ("{name: hexagon, device: snapdragon-8-elite, max_part_mb: 0}", "max_part_mb"),
+        (TINY, ["{name: hexagon, device: snapdragon-8-elite, also_compile: [snapdragon-9000]}"],
+         "unknown Hexagon device"),
+        (TINY, ["{name: onnxruntime, device: snapdragon-8-elite}"], "is a hexagon target option"),
+        (TINY, ["{name: hexagon}"], "needs a device"),
+        (TINY, ["{name: hexagon, device: snapdragon-8-elite, max_part_mb: 0}"], "max_part_mb"),
+        (TINY, ["{name: onnxruntime}", "{name: onnxruntime}"], "two targets write bundles/onnxruntime"),
+        ("model: {family: diffusers-sd3, source: builtin:sd3-tiny}\n", ["{name: onnxruntime}"],
+         "lowering supports the pyramid-flow family so far"),
     ],
-)
-def test_bad_target_sections_fail_at_validation(tmp_path: Path, target: str, message: str) -> None:
+)  # fmt: skip
+def test_bad_target_sections_fail_at_validation(tmp_path: Path, head: str, targets: list[str], message: str) -> None:
     f = tmp_path / "r.yaml"
-    f.write_text(f"model: {{source: builtin:tiny-random}}\ntargets:\n  - {target}\noutput: {tmp_path / 'o'}\n")
+    f.write_text(head + "targets:\n" + "".join(f"  - {t}\n" for t in targets) + f"output: {tmp_path / 'o'}\n")
     with pytest.raises(RecipeError, match=message):
-        load_recipe(f)
-
-
-def test_a_target_on_a_family_lowering_does_not_take_fails_at_validation(tmp_path: Path) -> None:
-    f = tmp_path / "r.yaml"
-    f.write_text("model: {family: diffusers-sd3, source: builtin:sd3-tiny}\ntargets:\n  - {name: onnxruntime}\n"
-                 f"output: {tmp_path / 'o'}\n")  # fmt: skip
-    with pytest.raises(RecipeError, match="lowering supports the pyramid-flow family so far"):
-        load_recipe(f)
-
-
-def test_two_targets_writing_one_folder_fail_at_validation(tmp_path: Path) -> None:
-    f = tmp_path / "r.yaml"
-    f.write_text("model: {source: builtin:tiny-random}\ntargets:\n  - {name: onnxruntime}\n  - {name: onnxruntime}\n"
-                 f"output: {tmp_path / 'o'}\n")  # fmt: skip
-    with pytest.raises(RecipeError, match="two targets write bundles/onnxruntime"):
         load_recipe(f)

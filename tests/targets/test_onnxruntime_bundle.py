@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from neocompress.cli.main import main
 from neocompress.lowering.pipeline_graphs import lower_pipeline
 from neocompress.models.pyramid_flow.family import PyramidFlowFamily
@@ -83,4 +81,5 @@ def test_the_report_tables_both_targets(lowered) -> None:
     out, _ = lowered
     md = (out / "report.md").read_text()
     assert "## Target: onnxruntime" in md and "## Target: hexagon (snapdragon-8-elite)" in md
-    assert "Compiled for snapdragon-x-elite" in md and torch.__version__
+    assert "Compiled for snapdragon-x-elite" in md
+    assert md.count("| denoiser_stage2_part_1_of_") == 3  # the part table, then a compile row per device
