@@ -13,13 +13,14 @@ from neocompress.core.pass_base import PassResult
 from neocompress.ir.pipeline_ir import PipelineIR
 
 
-def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int) -> dict[str, Any]:
-    """MiniBench's JSON for `ir`, plus how long it took."""
+def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated: bool = True) -> dict[str, Any]:
+    """MiniBench's JSON for `ir`, plus how long it took; `simulated=False` scores a quantized pipeline's float
+    weights (the families that quantize take it)."""
     from neocompress.bench.minibench import run_minibench
     from neocompress.world import WorldConfig
 
     world = WorldConfig()
-    pipe = family.pipeline(ir)
+    pipe = family.pipeline(ir) if simulated else family.pipeline(ir, simulated=False)
 
     def generate(batch: list[str], s: int):
         return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size)

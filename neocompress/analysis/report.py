@@ -122,7 +122,7 @@ def pass_section(record: dict[str, Any]) -> list[str]:
     recovery = report.get("recovery")
     if recovery:
         lines += recovery_lines(recovery)
-    if report.get("graphs") and "sqnr_db_per_stage" in report:
+    if record["name"] == "quantize" and "components" in report:
         lines += quantize_lines(record)
     figures = report.get("figures") or {}
     if figures and not lines:
@@ -133,28 +133,68 @@ def pass_section(record: dict[str, Any]) -> list[str]:
 
 
 def quantize_lines(record: dict[str, Any]) -> list[str]:
-    """quantize: each simulated graph's SQNR against its float self, and of the sampled latents."""
+    """quantize: each simulated graph's SQNR against its float self, per component, and of the pipeline's
+    outputs on held-out prompts; MiniBench float vs simulated when it ran."""
     r = record["report"]
     lines = [
         "",
         f"## Pass {record['index']}: {record['name']}",
         "",
-        f"{r['precision'].upper()} on HTP {r['htp']} ({r['scheme']}), calibrated per graph on "
-        f"{r['calibration_prompts']} prompts:",
-        "",
-        "| stage | clips (C, T, H, W) | calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |",
-        "|---:|---|---:|---:|---:|---:|",
+        f"HTP {r['htp']} ({r['scheme']}); calibrated on {r['calibration_prompts']} prompts, "
+        f"{r['heldout_prompts']} held out. Components: "
+        + ", ".join(f"{k} {v.upper()}" for k, v in r["components"].items())
+        + ".",
     ]
-    for g in sorted(r["graphs"], key=lambda g: (g["stage"], len(g["clips"]))):
-        clips = " + ".join("x".join(str(d) for d in c) for c in g["clips"])
-        held = "n/a" if g.get("heldout_sqnr_db") is None else f"{g['heldout_sqnr_db']:.1f}"
-        lines.append(f"| {g['stage']} | {clips} | {g['calibration_calls']} | {g['sqnr_db']:.1f} | "
-                     f"{g.get('heldout_calls', 0)} | {held} |")  # fmt: skip
+    if r.get("graphs"):
+        extras = []
+        if r.get("float_layers"):
+            extras.append(f"{len(r['float_layers'])} layers kept float ({', '.join(r['float_layers'][:6])}"
+                          + (", ..." if len(r["float_layers"]) > 6 else "") + ")")  # fmt: skip
+        if r.get("seq_mse"):
+            extras.append(f"weight encodings by Sequential MSE pooled over the stages "
+                          f"({r['graphs'][0].get('seq_mse_layers', 0)} layers)")  # fmt: skip
+        lines += [
+            "",
+            f"Denoiser, {r['precision'].upper()}, one graph per pyramid stage"
+            + ("; " + "; ".join(extras) if extras else "") + ":",
+            "",
+            "| stage | clips (C, T, H, W) | calibration calls | SQNR dB on them | held-out calls | SQNR dB held out |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for g in sorted(r["graphs"], key=lambda g: (g["stage"], len(g["clips"]))):
+            clips = " + ".join("x".join(str(d) for d in c) for c in g["clips"])
+            held = "n/a" if g.get("heldout_sqnr_db") is None else f"{g['heldout_sqnr_db']:.1f}"
+            lines.append(f"| {g['stage']} | {clips} | {g['calibration_calls']} | {g['sqnr_db']:.1f} | "
+                         f"{g.get('heldout_calls', 0)} | {held} |")  # fmt: skip
+    dec = r.get("vae_decoder")
+    if dec:
+        held = "n/a" if dec.get("heldout_sqnr_db") is None else f"{dec['heldout_sqnr_db']:.1f} dB"
+        lines.append(
+            f"\nVAE decoder, {dec['precision'].upper()} at latents {'x'.join(map(str, dec['latent_shape']))}: "
+            f"{dec['sqnr_db']:.1f} dB on {dec['calibration_calls']} calibration latents, {held} on "
+            f"{dec['heldout_calls']} held out"
+            + (f"; AdaRound, {dec['adaround_iterations']} iterations per layer" if dec.get("adaround_iterations")
+               else "")
+            + (f"; {len(dec['float_layers'])} layers kept float" if dec.get("float_layers") else "") + "."
+        )  # fmt: skip
+    text = r.get("text_encoders")
+    if text:
+        lines.append(f"\nText encoders in FP16, SQNR against fp32 on {text['prompts']} prompts: "
+                     + ", ".join(f"{k} {v:.1f} dB" for k, v in text["sqnr_db"].items()) + ".")  # fmt: skip
     if r.get("latents_sqnr_db") is not None:
         lines.append(
             f"\nSampled latents of {r['heldout_prompts']} held-out prompt(s), quantized vs float: "
-            f"{r['latents_sqnr_db']:.1f} dB SQNR."
+            f"{r['latents_sqnr_db']:.1f} dB SQNR"
+            + (f"; decoded videos {r['video_sqnr_db']:.1f} dB." if r.get("video_sqnr_db") is not None else ".")
         )
+    bench = r.get("minibench")
+    if bench:
+        f, q = bench["float"], bench["simulated"]
+        lines += ["", "MiniBench, float weights vs the simulated pipeline (same prompts and seed):", "",
+                  "| part | float | simulated | chance |", "|---|---:|---:|---:|"]  # fmt: skip
+        for part in f["parts"]:
+            lines.append(f"| {part} | {f['parts'][part]:.3f} | {q['parts'][part]:.3f} | {f['chance'][part]:.3f} |")
+        lines.append(f"| **total** | **{f['total']:.3f}** | **{q['total']:.3f}** | |")
     return lines
 
 

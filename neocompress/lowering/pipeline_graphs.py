@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from neocompress.core.errors import UserInputError
 from neocompress.lowering.static_denoiser import BROADCAST_INPUTS, StaticStageDenoiser, stage_slot_shapes
-from neocompress.models.pyramid_flow.vae import denormalize_latents
+from neocompress.lowering.static_vae import StaticVAEDecoder
 
 EXAMPLE_PROMPT = "a red circle moving left slowly on a grey background"
 
@@ -35,6 +35,11 @@ class LoweredGraph:
     sim: Any = None  # the AIMET QuantizationSimModel of a quantized graph
     precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fp16_on_htp(self) -> bool:
+        """Whether the HTP runs some of it in fp16: a float graph, or a quantized one with layers kept float."""
+        return self.sim is None or bool(self.extra.get("float_layers"))
 
     @property
     def batch(self) -> int:
@@ -73,25 +78,14 @@ class _T5States(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-class _Decode(nn.Module):
-    """Normalised latents -> video in [-1, 1]: the latent de-normalisation is part of the graph."""
-
-    def __init__(self, decoder: nn.Module, latent_norm: Any):
-        super().__init__()
-        self.decoder, self.latent_norm = decoder, latent_norm
-
-    def forward(self, latents: Tensor) -> Tensor:
-        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
-
-
 @torch.no_grad()
 def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = EXAMPLE_PROMPT) -> list[LoweredGraph]:
     """The graphs of `ir`'s pipeline at `video` (frames, height, width); quantized denoiser stages come with
     their simulation (see the quantize pass)."""
     from neocompress.models.family import get_family
-    from neocompress.quant.denoiser_sim import SimulatedDenoiser, capture_calls
+    from neocompress.quant.denoiser_sim import capture_calls
 
-    pipeline = get_family(ir.family).pipeline(ir)
+    pipeline = get_family(ir.family).pipeline(ir, simulated=False)  # the example calls come from the float model
     v = pipeline.resolve_video(video.get("frames"), video.get("height"), video.get("width"))
     text = pipeline.text
     tokens = text.tokenize([prompt])
@@ -107,9 +101,8 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
     # use, and on it a well calibrated stage graph measured 13 dB instead of 25-35 dB
     schedule = pipeline.schedule
     cfg = any(schedule.uses_cfg(schedule.guidance_for(u)) for u in range(v["units"]))  # CFG batches 2 in one call
-    simulated = pipeline.denoiser if isinstance(pipeline.denoiser, SimulatedDenoiser) else None
-    if simulated is not None:
-        pipeline.denoiser = simulated.float_denoiser  # the example calls come from the float model
+    quantized = ir["denoiser"].extras.get("quantization") or {}
+    simulated = {g.key: g for g in quantized["graphs"]} if quantized.get("graphs") else None
     captured = capture_calls(pipeline, [prompt], samples=1, seed=seed, schedule=schedule, batch=1,
                              frames=v["frames"], height=v["height"], width=v["width"])  # fmt: skip
     den = ir["denoiser"].module.eval()
@@ -121,7 +114,7 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
         longest = max(captured.calls[key], key=lambda call: len(call[0]))
         sim, graph = None, None
         if simulated is not None:
-            chosen = simulated.graphs.get(key)
+            chosen = simulated.get(key)
             if chosen is None or [tuple(s[1:]) for s in chosen.graph.clip_shapes] != [s[1:] for s in shapes]:
                 raise UserInputError(
                     f"the denoiser was quantized for other shapes than the bundle's {v['frames']} frames at "
@@ -135,13 +128,23 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
             LoweredGraph(f"denoiser_stage{stage}", "denoiser", graph, inputs, graph.input_names(), ["velocity"],
                          [n not in BROADCAST_INPUTS for n in graph.input_names()],
                          sim=sim, precision="fp32" if sim is None else simulated_precision(ir),
-                         extra={"stage": stage, "packer": graph.packer.to_dict()})
+                         extra={"stage": stage, "packer": graph.packer.to_dict(),
+                                **({"float_layers": chosen.float_layers} if sim is not None else {})})
         )  # fmt: skip
     (latents,) = captured.latents  # the one video that run sampled
-    decode = _Decode(ir["vae_decoder"].module.eval(), pipeline.latent_norm).eval()
-    graphs.append(LoweredGraph("vae_decoder", "vae_decoder", decode, (latents,), ["latents"], ["video"], [True]))
-    if simulated is not None:
-        pipeline.denoiser = simulated
+    decoder = ir["vae_decoder"].module.eval()
+    decode = StaticVAEDecoder(decoder, pipeline.latent_norm, tuple(latents.shape)).eval()
+    decoder_sim = ir["vae_decoder"].extras.get("quantization", {}).get("decoder")
+    graphs.append(
+        LoweredGraph("vae_decoder", "vae_decoder", decode, (latents,), ["latents"], ["video"], [True],
+                     sim=None if decoder_sim is None else decoder_sim.sim_for(tuple(latents.shape), decoder),
+                     precision="fp32" if decoder_sim is None else decoder_sim.settings["precision"],
+                     extra={} if decoder_sim is None else {"float_layers": decoder_sim.float_layers})
+    )  # fmt: skip
+    text_precision = (ir["t5"].extras.get("quantization") or {}).get("settings", {}).get("precision")
+    for g in graphs:
+        if g.kind == "text_encoder" and text_precision is not None:
+            g.precision = text_precision  # simulated in fp16: the onnxruntime bundle still exports fp32
     return graphs
 
 

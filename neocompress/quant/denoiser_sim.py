@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from neocompress.core.errors import UserInputError
 from neocompress.lowering.static_denoiser import StaticStageDenoiser
-from neocompress.quant.precision import Precision, htp_config, sqnr_db
+from neocompress.quant.aimet_sim import flat_state, load_quantizers, nested_state, new_sim, spread
+from neocompress.quant.precision import Precision, sqnr_db
 
 StageKey = tuple[int, ...]  # (C, T, H, W) of the current clip: each pyramid stage has its own resolution
 
@@ -99,6 +100,8 @@ class SimulatedGraph:
     seconds: float
     heldout_sqnr_db: float | None = None  # on calls of prompts it never saw: the figure to trust
     heldout_calls: int = 0
+    float_layers: list[str] = field(default_factory=list)  # kept float (fp16 on the HTP)
+    seq_mse_layers: int = 0  # layers whose weight encodings Sequential MSE chose
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -110,41 +113,13 @@ class SimulatedGraph:
             "sqnr_db": self.sqnr_db,
             "heldout_sqnr_db": self.heldout_sqnr_db,
             "heldout_calls": self.heldout_calls,
+            "float_layers": self.float_layers,
+            "seq_mse_layers": self.seq_mse_layers,
             "seconds": self.seconds,
         }
 
 
-def quiet_aimet() -> None:
-    """AIMET logs every prepared node at INFO to stdout, which would bury a command's output (and its --json), and
-    warns about its own internals (tensor copies, a deprecated alias) once per graph: none of it is actionable."""
-    import logging
-    import warnings
-
-    from aimet_torch.common.utils import AimetLogger
-
-    AimetLogger.set_level_for_all_areas(logging.WARNING)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"aimet_torch\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"aimet_torch\..*")
-
-
-def _new_sim(graph: StaticStageDenoiser, dummy: tuple, precision: Precision, htp: str, scheme: str) -> Any:
-    quiet_aimet()
-    from aimet_torch.common.defs import QuantScheme
-    from aimet_torch.model_preparer import prepare_model
-    from aimet_torch.quantsim import QuantizationSimModel
-
-    schemes = {"tf": QuantScheme.post_training_tf, "tf_enhanced": QuantScheme.post_training_tf_enhanced}
-    if scheme not in schemes:
-        raise UserInputError(f"unknown quant scheme '{scheme}'; known: {', '.join(schemes)}")
-    prepared = prepare_model(graph)
-    return prepared, QuantizationSimModel(
-        prepared,
-        dummy_input=dummy,
-        quant_scheme=schemes[scheme],
-        default_param_bw=precision.param_bw,
-        default_output_bw=precision.output_bw,
-        config_file=htp_config(htp),
-    )
+PREFIX = "denoiser."  # what the stage graph puts before the denoiser's own module names
 
 
 def simulate_denoiser(
@@ -156,23 +131,41 @@ def simulate_denoiser(
     scheme: str = "tf",
     max_calls: int = 32,
     heldout: CapturedCalls | None = None,
+    float_layers: Sequence[str] = (),
+    seq_mse: bool = False,
 ) -> list[SimulatedGraph]:
     """A QuantSim per stage, encodings computed on that stage's captured calls (at most `max_calls`, spread over
     the run), and its SQNR against the float denoiser on the same calls and on the `heldout` calls of that stage
-    (prompts the calibration never saw; calibration-call SQNR flatters a graph whose ranges are too tight)."""
-    out = []
+    (prompts the calibration never saw; calibration-call SQNR flatters a graph whose ranges are too tight).
+    `float_layers` keep float weights; `seq_mse` chooses the (4-bit) weight encodings by Sequential MSE, pooled
+    over the stages (see `neocompress.quant.seq_mse`)."""
+    built = []
     for key, calls in captured.calls.items():
         t0 = time.perf_counter()
-        chosen = _spread(calls, max_calls)
+        chosen = spread(calls, max_calls)
         text_len = chosen[0][1].shape[1]
         batch = chosen[0][0][0].shape[0]
         graph = StaticStageDenoiser(denoiser, [(batch, *k) for k in captured.slot_shapes(key)], text_len).eval()
         inputs = [_graph_inputs(graph, c) for c in chosen]
-        prepared, sim = _new_sim(graph, inputs[0], precision, htp, scheme)
+        prepared, sim, kept = new_sim(graph, inputs[0], precision, htp, scheme, float_layers, PREFIX)
         with torch.no_grad():  # the preparer must not change the function (it once dropped an attn_mask)
             drift = float((prepared(*inputs[0]) - chosen[0][-1]).abs().max())
         if drift > 1e-3:
             raise RuntimeError(f"AIMET's prepared denoiser graph {key} differs from the float one by {drift:.3g}")
+        built.append((key, chosen, graph, inputs, sim, kept, time.perf_counter() - t0))
+    for b in reversed(built):  # each graph saved the backend the one before it set: undo in reverse
+        b[2].restore_backend()  # (the traced graphs have the matmul attention baked in)
+    searched: list[str] = []
+    if seq_mse:
+        from neocompress.quant.seq_mse import pooled_seq_mse
+
+        t0 = time.perf_counter()
+        searched = pooled_seq_mse([b[4] for b in built], [b[3] for b in built], PREFIX)
+        share = (time.perf_counter() - t0) / len(built)
+        built = [(*b[:6], b[6] + share) for b in built]
+    out = []
+    for key, chosen, graph, inputs, sim, kept, seconds in built:
+        t0 = time.perf_counter()
 
         def forward(model: nn.Module, _: Any, inputs: list = inputs) -> None:
             with torch.no_grad():
@@ -183,22 +176,17 @@ def simulate_denoiser(
         with torch.no_grad():
             ref = torch.cat([c[-1] for c in chosen])
             got = torch.cat([sim.model(*x) for x in inputs])
-        held = _spread((heldout.calls.get(key, []) if heldout else []), max_calls)
+        held = spread((heldout.calls.get(key, []) if heldout else []), max_calls)
         held_sqnr = None
         if held:
             with torch.no_grad():
                 held_got = torch.cat([sim.model(*_graph_inputs(graph, c)) for c in held])
             held_sqnr = sqnr_db(torch.cat([c[-1] for c in held]), held_got)
-        graph.restore_backend()
         out.append(
             SimulatedGraph(key, captured.stage_of[key], sim, graph, len(chosen), sqnr_db(ref, got),
-                           time.perf_counter() - t0, held_sqnr, len(held))
+                           seconds + time.perf_counter() - t0, held_sqnr, len(held), kept, len(searched))
         )  # fmt: skip
     return out
-
-
-def _spread(calls: list, n: int) -> list:
-    return calls[:: max(1, len(calls) // n)][:n]
 
 
 class SimulatedDenoiser(nn.Module):
@@ -236,7 +224,7 @@ def save_encodings(graphs: Sequence[SimulatedGraph], folder: Path, settings: dic
     entries = []
     for i, g in enumerate(graphs):
         name = f"graph_{i:02d}.safetensors"
-        save_file(_flat_state(g.sim.quantizer_state_dict()), str(folder / name))
+        save_file(flat_state(g.sim.quantizer_state_dict()), str(folder / name))
         entries.append({**g.describe(), "quantizers": name})
     (folder / ENCODINGS_INDEX).write_text(json.dumps({"settings": settings, "graphs": entries}, indent=1))
 
@@ -254,46 +242,15 @@ def load_simulated(denoiser: nn.Module, folder: Path) -> tuple[list[SimulatedGra
         t0 = time.perf_counter()
         shapes = [(e["batch"], *k) for k in e["clips"]]
         graph = StaticStageDenoiser(denoiser, shapes, e["text_len"]).eval()
-        _, sim = _new_sim(
-            graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"], settings["scheme"]
-        )
-        missing = _load_quantizers(sim, _nested_state(load_file(str(folder / e["quantizers"]))))
+        _, sim, kept = new_sim(graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"],
+                               settings["scheme"], settings.get("float_layers", ()), PREFIX)  # fmt: skip
+        missing = load_quantizers(sim, nested_state(load_file(str(folder / e["quantizers"]))))
         if missing:
             raise UserInputError(f"{folder / e['quantizers']}: no saved state for quantizers {missing[:5]}")
         graph.restore_backend()
         graphs.append(
             SimulatedGraph(tuple(e["clips"][-1]), e["stage"], sim, graph, e["calibration_calls"], e["sqnr_db"],
-                           time.perf_counter() - t0, e.get("heldout_sqnr_db"), e.get("heldout_calls", 0))
+                           time.perf_counter() - t0, e.get("heldout_sqnr_db"), e.get("heldout_calls", 0), kept,
+                           e.get("seq_mse_layers", 0))
         )  # fmt: skip
     return graphs, settings
-
-
-_SEP = "/"  # joins a quantizer's `_extra_state` key to its fields (a '/' never occurs in a module path)
-
-
-def _flat_state(state: dict[str, Any]) -> dict[str, Tensor]:
-    """A quantizer state dict as plain tensors: each `_extra_state` dict of tensors becomes one key per field."""
-    out = {}
-    for k, v in state.items():
-        items = v.items() if isinstance(v, dict) else [(None, v)]
-        for field_name, t in items:
-            out[k if field_name is None else f"{k}{_SEP}{field_name}"] = torch.as_tensor(t).detach().contiguous()
-    return out
-
-
-def _nested_state(flat: dict[str, Tensor]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        if _SEP in k:
-            key, field_name = k.split(_SEP, 1)
-            out.setdefault(key, {})[field_name] = v
-        else:
-            out[k] = v
-    return out
-
-
-def _load_quantizers(sim: Any, state: dict[str, Tensor]) -> list[str]:
-    """Load a `quantizer_state_dict` into a fresh sim of the same graph; the quantizer keys it lacked."""
-    expected = set(sim.quantizer_state_dict())
-    sim.model.load_state_dict(state, strict=False)
-    return sorted(expected - set(state))

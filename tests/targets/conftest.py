@@ -1,6 +1,7 @@
-"""One recipe applied once for the target tests: builtin:tiny-random quantized to W8A16, lowered to onnxruntime
-and to a Hexagon bundle whose denoiser (0.27 MiB of 8-bit weights) is split into parts of at most 0.15 MiB and
-compiled for the Snapdragon 8 Elite (v79) and the X Elite (v73)."""
+"""One recipe applied once for the target tests: builtin:tiny-random's denoiser and VAE decoder quantized to W8A16
+and its text encoders simulated in fp16, lowered to onnxruntime and to a Hexagon bundle whose denoiser (0.27 MiB
+of 8-bit weights) is split into parts of at most 0.15 MiB, and to a second Hexagon bundle holding the decoder
+(whole: 2.4 MiB); both compiled for the Snapdragon 8 Elite (v79) and the X Elite (v73)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ data:
     cal: {{source: builtin:world, count: 6}}
 passes:
   - name: quantize
+    components: {{denoiser: w8a16, vae_decoder: w8a16, text_encoders: fp16}}
     calibration: {{prompts: cal, count: 4, first: [2, 2, 2], later: [1, 1, 1], heldout: 1}}
 targets:
   - {{name: onnxruntime}}
@@ -24,6 +26,11 @@ targets:
     also_compile: [snapdragon-x-elite]
     max_part_mb: 0.15
     components: [denoiser]
+  - name: hexagon
+    device: snapdragon-8-elite
+    also_compile: [snapdragon-x-elite]
+    components: [vae_decoder]
+    output: bundles/hexagon-vae
 output: {out}
 """
 

@@ -23,9 +23,9 @@ from neocompress.targets.hexagon.op_check import check_graph
 from neocompress.targets.hexagon.qdq_graph import quantized_tensors, simplify, twin_names
 
 
-def _hexagon(lowered):
+def _hexagon(lowered, folder: str = "bundles/hexagon"):
     out, manifest = lowered
-    (hexagon,) = [t for t in manifest["targets"] if t["target"]["name"] == "hexagon"]
+    (hexagon,) = [t for t in manifest["targets"] if t["folder"] == folder]
     return out / hexagon["folder"], hexagon
 
 
@@ -64,8 +64,9 @@ def test_the_chained_parts_compute_the_whole_graph(lowered) -> None:
     np.testing.assert_array_equal(values["velocity"], expected)  # the re-quantized boundaries lose nothing
 
 
-def test_every_aimet_folder_holds_one_graph_and_encodings_for_every_quantized_tensor(lowered) -> None:
-    folder, hexagon = _hexagon(lowered)
+@pytest.mark.parametrize("bundle", ["bundles/hexagon", "bundles/hexagon-vae"])
+def test_every_aimet_folder_holds_one_graph_and_encodings_for_every_quantized_tensor(lowered, bundle: str) -> None:
+    folder, hexagon = _hexagon(lowered, bundle)
     for c in hexagon["components"].values():
         for p in c["parts"]:
             if c["precision"] == "fp32":
@@ -106,8 +107,9 @@ def test_encodings_read_off_the_qdq_graph_agree_with_aimets_own_export(lowered, 
         np.testing.assert_allclose(a["scale"], b["scale"], rtol=1e-6)
 
 
-def test_every_part_compiled_for_v79_and_v73_and_ran_in_the_simulator(lowered) -> None:
-    folder, hexagon = _hexagon(lowered)
+@pytest.mark.parametrize("bundle", ["bundles/hexagon", "bundles/hexagon-vae"])
+def test_every_part_compiled_for_v79_and_v73_and_ran_in_the_simulator(lowered, bundle: str) -> None:
+    folder, hexagon = _hexagon(lowered, bundle)
     assert set(hexagon["compiled"]) == {"snapdragon-8-elite", "snapdragon-x-elite"}
     for device, rows in hexagon["compiled"].items():
         for name, parts in rows.items():

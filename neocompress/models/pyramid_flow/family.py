@@ -51,6 +51,8 @@ VAE_FOLDER = "causal_video_vae"
 SCHEDULER_FOLDER = "scheduler"
 DENOISER_WEIGHTS = "diffusion_pytorch_model.safetensors"
 QUANT_FOLDER = "quantization/denoiser"  # AIMET encodings of a quantized denoiser (neocompress's own addition)
+DECODER_QUANT_FOLDER = "quantization/vae_decoder"  # ... of a quantized VAE decoder
+TEXT_QUANT_FILE = "quantization/text_encoders.json"  # the precision the text encoders are simulated in
 TEXT_WEIGHTS = "model.safetensors"
 
 
@@ -184,6 +186,8 @@ class PyramidFlowFamily(ModelFamily):
 
             graphs, settings = load_simulated(ir["denoiser"].module.eval(), folder / QUANT_FOLDER)
             ir["denoiser"].extras["quantization"] = {"graphs": graphs, "settings": settings}
+        if folder is not None:
+            _load_other_quantization(ir, folder)
         return ir
 
     @staticmethod
@@ -228,6 +232,15 @@ class PyramidFlowFamily(ModelFamily):
             from neocompress.quant.denoiser_sim import save_encodings
 
             save_encodings(quantized["graphs"], directory / QUANT_FOLDER, quantized["settings"])
+        decoder_sim = ir["vae_decoder"].extras.get("quantization", {}).get("decoder")
+        if decoder_sim is not None:
+            from neocompress.quant.decoder_sim import save_decoder
+
+            save_decoder(decoder_sim, directory / DECODER_QUANT_FOLDER)
+        text = ir["t5"].extras.get("quantization")
+        if text is not None:
+            (directory / TEXT_QUANT_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (directory / TEXT_QUANT_FILE).write_text(json.dumps(text["settings"]))
         save_modules(
             {"vae_encoder": ir["vae_encoder"].module, "vae_decoder": ir["vae_decoder"].module},
             directory / VAE_FOLDER,
@@ -342,7 +355,21 @@ class PyramidFlowFamily(ModelFamily):
         costs = [float(pre if getattr(b, "context_pre_only", False) else full) for b in blocks]
         return costs, float(total - sum(costs))
 
-    def pipeline(self, ir: PipelineIR):
+    def pipeline(self, ir: PipelineIR, simulated: bool = True):
         from neocompress.models.pyramid_flow.pipeline import TextToVideoPipeline
 
-        return TextToVideoPipeline(ir)
+        return TextToVideoPipeline(ir, simulated=simulated)
+
+
+def _load_other_quantization(ir: PipelineIR, folder: Path) -> None:
+    """Re-attach a saved VAE decoder simulation and the text encoders' precision (see the quantize pass)."""
+    if (folder / DECODER_QUANT_FOLDER).is_dir():
+        from neocompress.quant.decoder_sim import load_decoder
+
+        comp = ir["vae_decoder"]
+        decoder = load_decoder(comp.module.eval(), comp.extras["latent_norm"], folder / DECODER_QUANT_FOLDER)
+        comp.extras["quantization"] = {"decoder": decoder, "settings": decoder.settings}
+    if (folder / TEXT_QUANT_FILE).is_file():
+        settings = json.loads((folder / TEXT_QUANT_FILE).read_text())
+        for name in TEXT_FOLDERS:
+            ir[name].extras["quantization"] = {"settings": settings}

@@ -25,27 +25,45 @@ DEFAULT_PROMPT = "a red circle moving left slowly on a grey background"  # a cap
 
 
 class TextToVideoPipeline:
-    def __init__(self, ir: PipelineIR):
+    def __init__(self, ir: PipelineIR, simulated: bool = True):
+        """`simulated`: run quantized components through their simulations (see the quantize pass); False runs
+        every component's float weights."""
         self.ir = ir
         self.spec: PyramidFlowSpec = ir.meta["spec"]
         toks = [ir[n].extras.get("tokenizer") for n in ("clip_l", "clip_g", "t5")]
         if any(t is None for t in toks):
             raise UserInputError("this pipeline has no tokenizers (a weightless skeleton cannot generate)")
-        self.text = TextBundle(
-            self.spec.text, ir["clip_l"].module, ir["clip_g"].module, ir["t5"].module, TextTokenizers(*toks)
-        )
+        encoders = [ir[n].module for n in ("clip_l", "clip_g", "t5")]
+        if simulated and all(_quantized(ir, n, "precision") == "fp16" for n in ("clip_l", "clip_g", "t5")):
+            from neocompress.quant.fp16 import Fp16Module
+
+            encoders = [Fp16Module(m) for m in encoders]
+        self.text = TextBundle(self.spec.text, *encoders, TextTokenizers(*toks))
         self.denoiser = ir["denoiser"].module.eval()
         quantized = ir["denoiser"].extras.get("quantization")
-        if quantized is not None:  # sample through the simulated graphs (see the quantize pass)
+        if simulated and quantized is not None and quantized.get("graphs"):
             from neocompress.quant.denoiser_sim import SimulatedDenoiser
 
             self.denoiser = SimulatedDenoiser(self.denoiser, quantized["graphs"])
         self.decoder = ir["vae_decoder"].module.eval()
+        decoder_sim = ir["vae_decoder"].extras.get("quantization", {}).get("decoder")
+        self.simulated_decoder = None
+        if simulated and decoder_sim is not None:
+            from neocompress.quant.decoder_sim import SimulatedVAEDecoder
+
+            self.simulated_decoder = SimulatedVAEDecoder(self.decoder, decoder_sim)
         self.scheduler = ir["scheduler"].extras["object"]
         self.schedule: StepSchedule = ir["scheduler"].extras["schedule"]
         self.latent_norm = ir["vae_decoder"].extras["latent_norm"]
         self.stages = self.scheduler.stages
         self.objective = PyramidFlowObjective(self.scheduler)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (what the sampler returns) -> videos [B, 3, frames, H, W] in [-1, 1]."""
+        if self.simulated_decoder is not None:
+            return self.simulated_decoder(latents)
+        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
 
     latent_dims = 5  # [B, C, units, h, w]
 
@@ -118,7 +136,7 @@ class TextToVideoPipeline:
             negative_prompt=negative_prompt,
             progress=progress,
         )
-        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
+        return self.decode(latents)
 
     @torch.no_grad()
     def sample_latents(
@@ -158,3 +176,8 @@ class TextToVideoPipeline:
             dtype=dtype,
         )
         return latents
+
+
+def _quantized(ir: PipelineIR, component: str, key: str) -> object:
+    """A setting of the component's quantization (None if it is not quantized)."""
+    return (ir[component].extras.get("quantization") or {}).get("settings", {}).get(key)

@@ -171,12 +171,13 @@ def _compile_all(chosen: list[LoweredGraph], components: dict[str, Any], folder:
     compare it with them."""
     out = {}
     for g in chosen:
-        fp16 = g.sim is None
+        fp16 = g.fp16_on_htp  # float graphs, and float layers inside a quantized one, run in fp16
         rows = []
         for j, p in enumerate(components[g.name]["parts"]):
             ctx = folder / "qnn" / device.name / f"{p['name']}.onnx"
             compiled = qnn.compile_graph(folder / p["file"], ctx, device.htp_arch, device.soc_model, fp16=fp16)
-            row = {"part": p["name"], **compiled.to_dict(), "context_onnx": str(ctx.relative_to(folder)),
+            row = {"part": p["name"], **compiled.to_dict(), "fp16": fp16,
+                   "context_onnx": str(ctx.relative_to(folder)),
                    "context_binary": str(compiled.context_binary.relative_to(folder))}  # fmt: skip
             if g.name in references:
                 ref = references[g.name][j]

@@ -19,8 +19,8 @@ class ChainedParts:
     """A component's parts in order, each a compiled context model in the simulator; `.run` as onnxruntime's."""
 
     def __init__(self, folder: Path, rows: list[dict[str, Any]], entry: dict[str, Any], device: Any):
-        fp16 = entry["precision"] == "fp32"  # float graphs were compiled in fp16
-        self.parts = [(p, qnn.SimulatorSession(folder / r["context_onnx"], device.htp_arch, device.soc_model, fp16))
+        self.parts = [(p, qnn.SimulatorSession(folder / r["context_onnx"], device.htp_arch, device.soc_model,
+                                               r["fp16"]))
                       for p, r in zip(entry["parts"], rows, strict=True)]  # fmt: skip
         self.output = entry["outputs"][0]
 

@@ -1,7 +1,9 @@
 """Lowering to onnxruntime: each graph as an ONNX file (float graphs as exported; quantized denoiser stages as
 AIMET's QDQ graph), each verified where it is written.
 
-Checks, recorded in the manifest: a float graph against its torch module (max abs error), a QDQ graph against
+A component the quantize pass simulates in fp16 (the text encoders) is exported in fp32 here, since onnxruntime's
+CPU kernels are fp32; the manifest says so (`simulated_precision`). Checks, recorded in the manifest: a float
+graph against its torch module (max abs error), a QDQ graph against
 the AIMET simulation (max abs error, run unoptimised so the QDQ arithmetic is the simulation's) and against the
 float graph (SQNR). The bundle then generates with `neocompress run-bundle` and no torch model.
 """
@@ -32,6 +34,8 @@ def lower_onnxruntime(graphs: list[LoweredGraph], ir: Any, folder: Path, target:
         entry = g.describe()
         file = folder / f"{g.name}.onnx"
         if g.sim is None:
+            if g.precision != "fp32":  # fp16-simulated text encoders: onnxruntime's CPU kernels take fp32
+                entry["precision"], entry["simulated_precision"] = "fp32", g.precision
             export_onnx(g.module, g.inputs, g.input_names, file, g.output_names)
             check = verify_onnx(g.module, file, g.inputs, g.input_names)
             entry["check"] = {"against": "torch", "max_abs_error": check.max_abs_error,
