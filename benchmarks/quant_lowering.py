@@ -2,9 +2,10 @@
 
 In one run, on builtin:tiny (9 frames, 64x64, the shipped 20-20-20 / 10-10-10 schedule with CFG):
 - base: the float pipeline; pruned: the demo's cut (blocks 3 and 5 removed, no recovery: only the structure
-  matters for timing), float; compressed: pruned and quantized to W8A16 with AIMET, calibrated per stage on 8
-  world prompts;
-1. AIMET calibration time (capture, QuantSim per stage, encodings) and each stage graph's SQNR;
+  matters for timing), float; compressed: pruned, its denoiser quantized to W8A16 with AIMET (calibrated per stage
+  on 8 world prompts, the adapter's float layers kept) and its VAE decoder to W8A16 (calibrated on the latents the
+  pipeline samples for those prompts with its own schedule);
+1. AIMET calibration time (capture, QuantSim per stage, encodings; the decoder's) and each graph's SQNR;
 2. lowering to an onnxruntime bundle: graph build and export time, per component;
 3. wall time of one call of every component in onnxruntime on the CPU, base and compressed side by side (QDQ
    graphs both as written, which is what the simulation computes, and with onnxruntime's optimisations, which fuse
@@ -54,6 +55,7 @@ def _pruned(family):
 
 def _compressed(family):
     from neocompress.data.prompts import read_prompt_source
+    from neocompress.quant.decoder_sim import simulate_decoder
     from neocompress.quant.denoiser_sim import capture_calls, simulate_denoiser
     from neocompress.quant.precision import precision
 
@@ -66,12 +68,21 @@ def _compressed(family):
     captured = capture_calls(pipe, prompts, samples=1, seed=0, schedule=schedule, batch=8)
     capture_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    graphs = simulate_denoiser(den, captured, precision("w8a16"), "v79", max_calls=32)
+    float_layers = ir["denoiser"].extras["block_adapter"].never_quantize(den)
+    graphs = simulate_denoiser(den, captured, precision("w8a16"), "v79", max_calls=32, float_layers=float_layers)
     calibrate_s = time.perf_counter() - t0
     ir["denoiser"].extras["quantization"] = {"graphs": graphs, "settings": {"precision": "w8a16", "htp": "v79",
-                                                                            "scheme": "tf"}}  # fmt: skip
+                                             "scheme": "tf", "float_layers": float_layers}}  # fmt: skip
+    t0 = time.perf_counter()
+    latents = [pipe.sample_latents(prompts, seed=0)]  # the pipeline's own schedule: what the decoder decodes
+    decoder_sample_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoder = simulate_decoder(ir["vae_decoder"].module, pipe.latent_norm, latents, precision("w8a16"), "v79")
+    decoder_s = time.perf_counter() - t0
+    ir["vae_decoder"].extras["quantization"] = {"decoder": decoder, "settings": decoder.settings}
     return ir, {"capture_seconds": capture_s, "calibration_seconds": calibrate_s,
-                "graphs": [g.describe() for g in graphs]}  # fmt: skip
+                "graphs": [g.describe() for g in graphs], "decoder_latents_sampling_seconds": decoder_sample_s,
+                "decoder_calibration_seconds": decoder_s, "decoder": decoder.describe()}  # fmt: skip
 
 
 def main() -> None:

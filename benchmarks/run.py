@@ -230,11 +230,14 @@ def quant_lowering_lines(q: dict) -> list[str]:
     lines = [
         "",
         "## Quantization and lowering through onnxruntime (builtin:tiny; base: float, 6 blocks; pruned: float, 4 "
-        "blocks; compressed: 4 blocks, W8A16)",
+        "blocks; compressed: 4 blocks, denoiser and VAE decoder W8A16)",
         "",
         f"- AIMET calibration, {len(cal['graphs'])} stage graphs: {cal['calibration_seconds']:.1f} s (capture "
         f"{cal['capture_seconds']:.1f} s); SQNR on the calibration calls: "
         + ", ".join(f"{g['sqnr_db']:.1f}" for g in cal["graphs"]) + " dB",
+        *([f"- AIMET calibration of the VAE decoder: {cal['decoder_calibration_seconds']:.1f} s (sampling its "
+           f"latents at the pipeline's schedule {cal['decoder_latents_sampling_seconds']:.1f} s); SQNR "
+           f"{cal['decoder']['sqnr_db']:.1f} dB on them"] if "decoder" in cal else []),
         "- lowering to the onnxruntime bundle: "
         + ", ".join(f"{k} {v['export_seconds']:.1f} s" for k, v in q["lowering"].items()),
         "",

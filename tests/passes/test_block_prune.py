@@ -141,11 +141,11 @@ def test_chart_and_choice_land_in_the_output_and_survive_a_resume(tmp_path: Path
     assert (second.output / "figures" / "00-block_prune-importance.png").read_bytes() == first_bytes
 
 
-def test_the_neodragon_recipe_plans_24_to_18_blocks() -> None:
+def test_the_neodragon_recipe_plans_24_to_18_blocks_then_quantizes() -> None:
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml")
     names = [name for name, _ in recipe.planned]
-    assert names == [None, "block_prune"]
-    (_, planned) = recipe.planned[-1]
+    assert names == [None, "block_prune", "quantize"]
+    (_, planned) = recipe.planned[1]
     assert planned["denoiser"].module.num_blocks == 18
     assert planned["denoiser"].module.transformer_blocks[-1].context_pre_only
     assert recipe.passes[0].config.recovery.stage1 is not None and recipe.passes[0].config.recovery.stage2 is not None
