@@ -13,6 +13,11 @@ def _params(summary: dict[str, Any]) -> dict[str, int]:
     return {name: c["params"] for name, c in summary["components"].items()}
 
 
+def _short(value: Any) -> str:
+    """A summary cell's value: floats to 4 significant digits (a table cell is not the JSON)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any], manifest: dict[str, Any]) -> None:
     pb, pa = _params(before), _params(after)
     names = list(dict.fromkeys(list(pb) + list(pa)))
@@ -44,7 +49,7 @@ def write_report(directory: Path, before: dict[str, Any], after: dict[str, Any],
     lines.append(f"| **total** | **{tb:,}** | **{ta:,}** | **{(ta - tb) / tb * 100:+.1f}%** |")
     lines += ["", "## Passes", "", "| # | pass | cached | seconds | summary |", "|---|---|---|---:|---|"]
     for r in manifest["pass_log"]:
-        short = ", ".join(f"{k}={v}" for k, v in r["report"].items() if not isinstance(v, dict | list))[:160]
+        short = ", ".join(f"{k}={_short(v)}" for k, v in r["report"].items() if not isinstance(v, dict | list))[:160]
         lines.append(
             f"| {r['index']} | {r['name']} | {'yes' if r['cached'] else 'no'} | {r['seconds']:.2f} | {short} |"
         )
