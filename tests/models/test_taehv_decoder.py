@@ -1,0 +1,56 @@
+"""The TAEHV-style decoder: Neodragon's full-size parameter count, 1 + 8(t - 1) frames at 8x the latent size, causal
+(a later latent frame leaves earlier frames alone), and frame-by-frame streaming equal to whole-clip decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neocompress.models.taehv_decoder import TAEHVDecoder
+
+
+def _tiny() -> TAEHVDecoder:
+    torch.manual_seed(0)
+    return TAEHVDecoder(latent_channels=16, widths=(16, 8, 8, 8)).eval()
+
+
+def test_full_size_is_about_ten_million_parameters() -> None:
+    with torch.device("meta"):
+        decoder = TAEHVDecoder()
+    n = sum(p.numel() for p in decoder.parameters())
+    assert 9e6 < n < 12e6, n  # Neodragon: 226M -> ~10M
+    keys = list(decoder.state_dict())
+    assert keys[:2] == ["decoder.1.weight", "decoder.1.bias"] and "decoder.3.conv.0.weight" in keys
+    assert "decoder.7.conv.weight" in keys and keys[-1] == "decoder.22.bias"  # the TGrow and the last conv
+
+
+@pytest.mark.parametrize("t", [1, 2, 3])
+def test_t_latent_frames_give_one_plus_eight_t_minus_one_frames(t: int) -> None:
+    decoder = _tiny()
+    with torch.no_grad():
+        video = decoder(torch.randn(2, 16, t, 4, 5))
+    assert video.shape == (2, 3, 1 + 8 * (t - 1), 32, 40) and decoder.frames_for(t) == 1 + 8 * (t - 1)
+    assert video.abs().max() <= 1.0
+
+
+def test_streaming_equals_whole_clip_decoding_and_is_causal() -> None:
+    decoder = _tiny()
+    z = torch.randn(1, 16, 4, 3, 3)
+    with torch.no_grad():
+        whole = decoder(z)
+        streamed = torch.stack(list(decoder.stream(z)), dim=2)
+        changed = z.clone()
+        changed[:, :, 3] += 1.0
+        later = decoder(changed)
+    torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-5)
+    assert streamed.shape[2] == 25
+    first_affected = 1 + 8 * (3 - 1)  # latent frame 3 stands for frames 17 .. 24
+    torch.testing.assert_close(later[:, :, :first_affected], whole[:, :, :first_affected], rtol=0, atol=0)
+    assert not torch.allclose(later[:, :, first_affected:], whole[:, :, first_affected:])
+
+
+def test_bad_latents_and_configs_are_named() -> None:
+    with pytest.raises(ValueError, match=r"latents must be \[B, 16"):
+        _tiny()(torch.randn(1, 8, 2, 4, 4))
+    with pytest.raises(ValueError, match="4 widths and 3 stages"):
+        TAEHVDecoder(widths=(8, 8, 8))
