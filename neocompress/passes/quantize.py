@@ -2,10 +2,11 @@
 the VAE decoder on the latents the pipeline samples, the text encoders in FP16.
 
 Neodragon's last step before compilation (reference section 7): DiT + adapter and the VAE decoder W8A16, CLIP and
-T5 in FP16. The pipeline samples the calibration prompts with the schedule it will run; every denoiser call is
-captured, and each pyramid stage gets its own QuantizationSimModel over its static graph (sized for the longest
-history, shorter ones front-padded), encodings computed on that stage's calls. The decoder's graph is calibrated
-on latents the float pipeline samples for the calibration prompts with its own schedule (what it will decode).
+T5 in FP16. The pipeline samples the calibration prompts (with the calibration's steps per stage); every
+denoiser call is captured, and each pyramid stage gets its own QuantizationSimModel over its static graph (sized
+for the longest history, shorter ones front-padded), encodings computed on that stage's calls. The decoder's
+graph is calibrated on latents the float pipeline samples for the calibration prompts with its own schedule
+(what it will decode).
 Precisions are config values (`components: {denoiser: w8a16, vae_decoder: w8a16, text_encoders: fp16}`); so are
 the layers kept float (declared by the model's adapter, overridable), Sequential MSE for 4-bit weights (pooled
 over the stages, whose weights are shared) and AdaRound for the decoder.
