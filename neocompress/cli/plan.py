@@ -22,7 +22,9 @@ def plan_recipe(recipe_path: str) -> dict:
         for c in ir:
             if c.module is None:
                 continue
-            comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, video)}
+            quantized = (c.extras.get("quantization") or {}).get("settings", {}).get("precision")
+            comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, video),
+                             "precision": quantized or "float"}  # fmt: skip
         steps.append(
             {
                 "pass": name,
@@ -38,7 +40,8 @@ def plan_recipe(recipe_path: str) -> dict:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(recipe: str, as_json: bool) -> None:
-    """Show parameters and FLOPs per component after each pass of RECIPE (no weights are loaded)."""
+    """Show parameters and FLOPs per component after each pass of RECIPE, and the precision a quantize pass gives
+    it (no weights are loaded)."""
     plan = plan_recipe(recipe)
     if as_json:
         click.echo(json.dumps(plan, indent=2))
@@ -49,13 +52,16 @@ def command(recipe: str, as_json: bool) -> None:
     names = list(dict.fromkeys(n for s in plan["steps"] for n in s["components"]))
     steps = [s["pass"] or "(base)" for s in plan["steps"]]
     table = Table(
-        "component", *[f"{i}: {name}" for i, name in enumerate(steps)], caption="cells: parameters / FLOPs per video"
+        "component",
+        *[f"{i}: {name}" for i, name in enumerate(steps)],
+        caption="cells: parameters / FLOPs per video (/ precision, once quantized)",
     )
     for n in names:
         cells = []
         for s in plan["steps"]:
             c = s["components"].get(n)
-            cells.append("-" if c is None else f"{_si(c['params'], params=True)} / {_si(c['flops'])}")
+            precision = "" if c is None or c["precision"] == "float" else f" / {c['precision']}"
+            cells.append("-" if c is None else f"{_si(c['params'], params=True)} / {_si(c['flops'])}{precision}")
         table.add_row(n, *cells)
     table.add_row(
         "[bold]total[/]",

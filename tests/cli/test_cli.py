@@ -101,6 +101,17 @@ def test_inspect_table_and_a_public_layout_directory(
 # ----------------------------------------------------------------------------------------- plan
 
 
+def test_plan_shows_the_precision_quantize_gives_each_component(capsys: pytest.CaptureFixture) -> None:
+    rc, out, err = run(capsys, "plan", REPO / "recipes" / "neodragon.yaml", "--json")
+    assert (rc, err) == (0, "")
+    steps = json.loads(out)["steps"]
+    assert [s["pass"] for s in steps] == [None, "block_prune", "quantize"]
+    assert {n: c["precision"] for n, c in steps[-1]["components"].items()} == {
+        "clip_l": "fp16", "clip_g": "fp16", "t5": "fp16", "denoiser": "w8a16", "vae_encoder": "float",
+        "vae_decoder": "w8a16"}  # fmt: skip
+    assert all(c["precision"] == "float" for c in steps[1]["components"].values())
+
+
 @pytest.mark.parametrize(
     ("recipe", "removed"),
     [("pyramid-flow-prune6.yaml", [3, 7, 11, 15, 19, 21]), ("pyramid-flow-prune8.yaml", [3, 6, 9, 12, 15, 18, 21, 23])],
@@ -115,7 +126,8 @@ def test_plan_removes_exactly_the_blocks_params_and_flops(
     for step in plan["steps"]:
         assert list(step["components"]) == COMPONENTS
         for c in step["components"].values():
-            assert set(c) == {"params", "flops"} and _is_int(c["params"]) and _is_int(c["flops"])
+            assert set(c) == {"params", "flops", "precision"} and _is_int(c["params"]) and _is_int(c["flops"])
+            assert c["precision"] == "float"
         assert step["total_params"] == sum(c["params"] for c in step["components"].values())
         assert step["total_flops"] == sum(c["flops"] for c in step["components"].values())
     before, after = (s["components"] for s in plan["steps"])
