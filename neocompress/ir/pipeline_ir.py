@@ -69,14 +69,13 @@ class PipelineIR:
         return iter(self.components.values())
 
     # ----------------------------------------------------------------- editing
-    def replace(self, name: str, new: Component, *, by_pass: str, detail: str = "") -> Component:
-        """Put `new` in place of component `name`, rewiring every edge; returns the old component.
+    def replacement_problems(self, name: str, new: Component) -> list[str]:
+        """How `new` would break the contracts of component `name`'s edges (empty: it may take its place).
 
         The new component must offer every output port the old one fed downstream and accept every input port
-        that was fed to it, with compatible specs: checked here so a bad substitution fails at the pass that made
-        it, not three components later.
+        that was fed to it, with compatible specs (shape with its token count and width, dtype, value range).
         """
-        old = self[name]
+        self[name]
         problems: list[str] = []
         for e in self.edges:
             if e.src == name:
@@ -86,8 +85,23 @@ class PipelineIR:
                 consumer = self.components[e.dst].inputs.get(e.dst_port)
                 if consumer is not None:
                     problems += [f"{e}: {p}" for p in check_compatible(new.outputs[e.src_port], consumer)]
-            if e.dst == name and e.dst_port not in new.inputs:
-                problems.append(f"input '{e.dst_port}' (fed by {e.src}.{e.src_port}) is missing")
+            if e.dst == name:
+                if e.dst_port not in new.inputs:
+                    problems.append(f"input '{e.dst_port}' (fed by {e.src}.{e.src_port}) is missing")
+                    continue
+                producer = self.components[e.src].outputs.get(e.src_port) if e.src in self.components else None
+                if producer is not None:
+                    problems += [f"{e}: {p}" for p in check_compatible(producer, new.inputs[e.dst_port])]
+        return problems
+
+    def replace(self, name: str, new: Component, *, by_pass: str, detail: str = "") -> Component:
+        """Put `new` in place of component `name`, rewiring every edge; returns the old component.
+
+        Checked first (`replacement_problems`), so a bad substitution fails at the pass that made it, not three
+        components later.
+        """
+        old = self[name]
+        problems = self.replacement_problems(name, new)
         if problems:
             raise VerificationError(
                 f"replacing '{name}' by {new.class_name} breaks its interface:\n  " + "\n  ".join(problems)

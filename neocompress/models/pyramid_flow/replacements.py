@@ -1,0 +1,63 @@
+"""Neodragon's replacement components for a Pyramid-Flow pipeline, registered by name for the substitution passes.
+
+- `distil_t5` stands in for `t5`: a T5-v1.1-base-shaped encoder (the options override its config; the tiny
+  default shrinks it) with a projection to `width` (default: T5's own width, what the denoiser's context embedder
+  takes), sharing T5's tokenizer and token count.
+- `taehv` stands in for `vae_decoder`: the TAEHV-style 2-D causal decoder, widths configurable (Neodragon's
+  256, 128, 64, 64 by default), 8x in time and space; it reads the same normalised-latent contract.
+
+Each builder declares the component's interface from the pipeline's spec, so a replacement of the wrong width,
+token count or latent size is refused by the substitution check before anything trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neocompress.ir import Component, PipelineIR
+from neocompress.ir.pipeline_ir import spec
+from neocompress.ir.substitution import register_replacement
+
+
+@register_replacement("distil_t5", "t5", "DistilT5: a T5-v1.1-base encoder + projection head, T5's tokenizer")
+def build_distil_t5(ir: PipelineIR, options: dict[str, Any]) -> Component:
+    from neocompress.models.pyramid_flow.distil_t5 import DistilT5, distil_t5_base_config
+
+    s = ir.meta["spec"]
+    teacher = ir["t5"]
+    config = distil_t5_base_config(int(teacher.config["vocab_size"]), int(teacher.config.get("pad_token_id", 0)),
+                                   int(teacher.config.get("eos_token_id", 1)))  # fmt: skip
+    config.update(options.get("encoder") or {})
+    width = int(options.get("width") or s.text.t5_dim)
+    tokens = int(options.get("max_length") or s.text.t5_max_length)
+    module = DistilT5(config, width)
+    return Component(
+        "t5",
+        "text_encoder",
+        module,
+        {"encoder": config, "width": width, "max_length": tokens},
+        inputs={"prompt": spec("B", dtype="str")},
+        outputs={"tokens": spec("B", tokens, width), "mask": spec("B", tokens, dtype="int64", value_range=(0, 1))},
+        extras={"tokenizer": teacher.extras.get("tokenizer")},
+    )
+
+
+@register_replacement("taehv", "vae_decoder", "TAEHV-style causal 2-D decoder (MemBlock / TGrow), 8x8x8")
+def build_taehv(ir: PipelineIR, options: dict[str, Any]) -> Component:
+    from neocompress.models.taehv_decoder import TAEHVDecoder
+
+    s = ir.meta["spec"]
+    latent = int(options.get("latent_channels") or s.vae.latent_channels)
+    widths = tuple(int(w) for w in options.get("widths") or (256, 128, 64, 64))
+    time_upscale = tuple(bool(t) for t in options.get("time_upscale") or (True, True, True))
+    module = TAEHVDecoder(latent_channels=latent, widths=widths, time_upscale=time_upscale)
+    teacher = ir["vae_decoder"]
+    return Component(
+        "vae_decoder",
+        "vae_decoder",
+        module,
+        {"latent_channels": latent, "widths": list(widths), "time_upscale": list(time_upscale)},
+        inputs={"latents": spec("B", latent, "F", "H8", "W8")},
+        outputs={"video": spec("B", 3, "frames", "H", "W", value_range=(-1.0, 1.0))},
+        extras={"latent_norm": teacher.extras["latent_norm"]},
+    )
