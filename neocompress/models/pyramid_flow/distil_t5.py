@@ -21,29 +21,26 @@ from torch import Tensor, nn
 from transformers import T5Config, T5EncoderModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from neocompress.models.pyramid_flow.text_config import _t5_xxl_sd3
+
 
 def distil_t5_base_config(vocab_size: int = 32128, pad_token_id: int = 0, eos_token_id: int = 1) -> dict[str, Any]:
-    """The T5-v1.1-base encoder Neodragon distils into (d_model 768, 12 layers, 12 heads, gated-GELU)."""
-    return {
-        "architectures": ["T5EncoderModel"],
-        "model_type": "t5",
+    """The T5-v1.1-base encoder Neodragon distils into (d_model 768, 12 layers, 12 heads, d_ff 2048): T5-XXL's
+    v1.1 config (gated-GELU, 32 relative-attention buckets, max distance 128) at base size, encoder only."""
+    config = {
+        **_t5_xxl_sd3(),
         "vocab_size": vocab_size,
         "d_model": 768,
-        "d_kv": 64,
         "d_ff": 2048,
         "num_layers": 12,
         "num_heads": 12,
-        "relative_attention_num_buckets": 32,
-        "relative_attention_max_distance": 128,
-        "feed_forward_proj": "gated-gelu",
-        "dropout_rate": 0.1,
-        "layer_norm_epsilon": 1e-6,
-        "initializer_factor": 1.0,
         "is_encoder_decoder": False,
-        "tie_word_embeddings": False,
         "pad_token_id": pad_token_id,
         "eos_token_id": eos_token_id,
     }
+    for decoder_key in ("num_decoder_layers", "decoder_start_token_id"):
+        del config[decoder_key]
+    return config
 
 
 class DistilT5(nn.Module):
