@@ -69,8 +69,8 @@ class SimulatedDecoder:
         if shape == self.graph.latent_shape:
             return self.sim
         if shape not in self._by_shape:
-            self._by_shape[shape] = _rebuilt(decoder, self.graph.latent_norm, shape, self.settings,
-                                             self.sim.quantizer_state_dict(), "in memory")  # fmt: skip
+            _, self._by_shape[shape] = _rebuilt(decoder, self.graph.latent_norm, shape, self.settings,
+                                                self.sim.quantizer_state_dict(), "in memory")  # fmt: skip
         return self._by_shape[shape]
 
 
@@ -154,6 +154,7 @@ def _adaround(graph: StaticVAEDecoder, calls: list[Tensor], precision_: Precisio
         default_param_bw=precision_.param_bw,
         default_quant_scheme=QuantScheme.post_training_tf, default_config_file=htp_config(htp),
     )  # fmt: skip
+
     def kept_float(tensor: str) -> bool:
         return matches(tensor.rsplit(".", 1)[0], float_layers)
 
@@ -201,19 +202,19 @@ def load_decoder(decoder: nn.Module, latent_norm: Any, folder: Path) -> Simulate
     index = json.loads((folder / INDEX).read_text())
     shape = tuple(index["latent_shape"])
     state = nested_state(load_file(str(folder / QUANTIZERS)))
-    sim = _rebuilt(decoder, latent_norm, shape, index["settings"], state, str(folder / QUANTIZERS))
-    graph = StaticVAEDecoder(decoder, latent_norm, shape).eval()
+    graph, sim = _rebuilt(decoder, latent_norm, shape, index["settings"], state, str(folder / QUANTIZERS))
     return SimulatedDecoder(sim, graph, index["settings"], index["calibration_calls"], index["sqnr_db"],
                             index.get("heldout_sqnr_db"), index.get("heldout_calls", 0),
                             index.get("float_layers", []), time.perf_counter() - t0)  # fmt: skip
 
 
 def _rebuilt(decoder: nn.Module, latent_norm: Any, shape: tuple[int, ...], settings: dict[str, Any],
-             state: dict[str, Any], where: str) -> Any:  # fmt: skip
+             state: dict[str, Any], where: str) -> tuple[StaticVAEDecoder, Any]:  # fmt: skip
+    """The static graph at `shape` and its QuantSim carrying `state` (no calibration)."""
     graph = StaticVAEDecoder(decoder, latent_norm, shape).eval()
     _, sim, _ = new_sim(graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"],
                         settings["scheme"], settings.get("float_layers", ()))  # fmt: skip
     missing = load_quantizers(sim, state)
     if missing:
         raise UserInputError(f"{where}: no saved state for the VAE decoder's quantizers {missing[:5]}")
-    return sim
+    return graph, sim
