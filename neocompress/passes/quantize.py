@@ -189,13 +189,6 @@ class Quantize(Pass):
         heldout = prompts[len(calibration) : len(calibration) + cal.heldout] or calibration[: cal.heldout]
         family = get_family(ir.family)
         pipeline = family.pipeline(ir)
-        schedule = cal.schedule(pipeline)
-        captured = capture_calls(pipeline, calibration, samples=cal.samples, seed=ctx.seed, schedule=schedule,
-                                 batch=cal.batch)  # fmt: skip
-        held_calls = None
-        if heldout:  # the same schedule on prompts the calibration never saw
-            held_calls = capture_calls(pipeline, list(heldout), samples=1, seed=ctx.seed + 1, schedule=schedule,
-                                       batch=cal.batch)  # fmt: skip
         # What the pipeline outputs as it runs (its own schedule, float weights): the decoder's calibration and
         # held-out latents (a few-step calibration schedule makes latents the decoder never sees: calibrated on
         # those, it measured 24 dB on real ones against 33 dB) and the reference for the whole pipeline's output.
@@ -205,7 +198,14 @@ class Quantize(Pass):
         float_layers = self.float_layers(ir)
         report: dict[str, Any] = {"components": chosen, "htp": cfg.htp, "scheme": cfg.scheme,
                                   "calibration_prompts": len(calibration), "heldout_prompts": len(heldout)}  # fmt: skip
-        if "denoiser" in chosen:
+        if "denoiser" in chosen:  # its calls at the calibration's steps per stage, and on held-out prompts
+            schedule = cal.schedule(pipeline)
+            captured = capture_calls(pipeline, calibration, samples=cal.samples, seed=ctx.seed, schedule=schedule,
+                                     batch=cal.batch)  # fmt: skip
+            held_calls = None
+            if heldout:
+                held_calls = capture_calls(pipeline, list(heldout), samples=1, seed=ctx.seed + 1,
+                                           schedule=schedule, batch=cal.batch)  # fmt: skip
             report.update(self._denoiser(ir, captured, held_calls, chosen["denoiser"], float_layers["denoiser"]))
         if "vae_decoder" in chosen:
             latents = [floating.sample_latents(calibration[i : i + cal.batch], seed=ctx.seed + i, schedule=deployed)
@@ -266,12 +266,12 @@ class Quantize(Pass):
         return {"precision": precision_name, "adaround_iterations": cfg.adaround, **simulated.describe()}
 
     def _text(self, ir: PipelineIR, pipeline: Any, prompts: list[str]) -> dict[str, Any]:
-        from neocompress.quant.fp16 import fp16_text_report
+        from neocompress.quant.fp16 import fp16_text_report, half_copy
 
-        sqnr = fp16_text_report(pipeline.text, prompts)
         for member in TEXT_ENCODERS:
             ir[member].extras[QUANTIZATION] = {"settings": {"precision": "fp16"}}
             ir[member].provenance.append(Provenance(self.name, "modified", "fp16 simulation"))
+        sqnr = fp16_text_report(pipeline.text, prompts, {m: half_copy(ir[m]) for m in TEXT_ENCODERS})
         return {"precision": "fp16", "sqnr_db": sqnr, "prompts": len(prompts)}
 
     def ensures(self, before: dict[str, Any], result: PassResult) -> None:
