@@ -10,7 +10,7 @@ the half copy is the simulation, rebuilt on load from the precision recorded bes
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,18 +38,26 @@ class Fp16Module(nn.Module):
         return out
 
 
+def half_copy(component: Any) -> Fp16Module:
+    """The fp16 simulation of a text encoder component marked fp16 by the quantize pass: made once (a copy of the
+    whole encoder) and kept beside its quantization settings, so every pipeline built on it shares it."""
+    quantization = component.extras["quantization"]
+    if "half" not in quantization:
+        quantization["half"] = Fp16Module(component.module)
+    return quantization["half"]
+
+
 @torch.no_grad()
-def fp16_text_report(text: Any, prompts: Sequence[str]) -> dict[str, float]:
-    """SQNR (dB) of each encoder's fp16 output against its fp32 self on `prompts`: CLIP's pooled embeddings,
-    T5's states at the real (unpadded) tokens; `text` is the pipeline's fp32 TextBundle."""
+def fp16_text_report(text: Any, prompts: Sequence[str], halves: Mapping[str, nn.Module]) -> dict[str, float]:
+    """SQNR (dB) of each encoder's fp16 output (`halves[name]`) against its fp32 self on `prompts`: CLIP's pooled
+    embeddings, T5's states at the real (unpadded) tokens; `text` is the pipeline's fp32 TextBundle."""
     tokens = text.tokenize(list(prompts))
     out = {}
     for name, ids in (("clip_l", tokens.clip_l_ids), ("clip_g", tokens.clip_g_ids)):
-        model = getattr(text, name)
-        ref = model(input_ids=ids).text_embeds
-        out[name] = sqnr_db(ref, Fp16Module(model)(input_ids=ids).text_embeds)
+        ref = getattr(text, name)(input_ids=ids).text_embeds
+        out[name] = sqnr_db(ref, halves[name](input_ids=ids).text_embeds)
     ref = text.t5(input_ids=tokens.t5_ids, attention_mask=tokens.t5_mask).last_hidden_state
-    got = Fp16Module(text.t5)(input_ids=tokens.t5_ids, attention_mask=tokens.t5_mask).last_hidden_state
+    got = halves["t5"](input_ids=tokens.t5_ids, attention_mask=tokens.t5_mask).last_hidden_state
     valid = tokens.t5_mask.bool()
     out["t5"] = sqnr_db(ref[valid], got[valid])
     return out

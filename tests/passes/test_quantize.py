@@ -87,6 +87,7 @@ def test_the_output_reloads_with_its_encodings_and_samples_through_them(applied)
     assert type(pipe.denoiser).__name__ == "SimulatedDenoiser"
     assert type(pipe.simulated_decoder).__name__ == "SimulatedVAEDecoder"
     assert type(pipe.text.t5).__name__ == "Fp16Module"
+    assert family.pipeline(ir).text.t5 is pipe.text.t5  # the half copy is made once, not per pipeline
     assert type(family.pipeline(ir, simulated=False).text.t5).__name__ == "T5EncoderModel"
     schedule = pipe.schedule_with(first=(1, 1, 1), later=(1, 1, 1))
     quant = pipe.sample_latents(["a red circle"], seed=3, schedule=schedule)

@@ -35,9 +35,9 @@ class TextToVideoPipeline:
             raise UserInputError("this pipeline has no tokenizers (a weightless skeleton cannot generate)")
         encoders = [ir[n].module for n in ("clip_l", "clip_g", "t5")]
         if simulated and all(_quantized(ir, n, "precision") == "fp16" for n in ("clip_l", "clip_g", "t5")):
-            from neocompress.quant.fp16 import Fp16Module
+            from neocompress.quant.fp16 import half_copy
 
-            encoders = [Fp16Module(m) for m in encoders]
+            encoders = [half_copy(ir[n]) for n in ("clip_l", "clip_g", "t5")]
         self.text = TextBundle(self.spec.text, *encoders, TextTokenizers(*toks))
         self.denoiser = ir["denoiser"].module.eval()
         quantized = ir["denoiser"].extras.get("quantization")
