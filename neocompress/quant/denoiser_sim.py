@@ -119,6 +119,19 @@ class SimulatedGraph:
         }
 
 
+@dataclass
+class _Built:
+    """A stage graph's QuantSim before calibration, with the calls it will be calibrated on."""
+
+    key: StageKey
+    chosen: list  # the captured calls
+    graph: StaticStageDenoiser
+    inputs: list[tuple[Tensor, ...]]  # those calls packed as the graph's inputs
+    sim: Any
+    kept: list[str]  # layers kept float
+    seconds: float
+
+
 PREFIX = "denoiser."  # what the stage graph puts before the denoiser's own module names
 
 
@@ -152,39 +165,40 @@ def simulate_denoiser(
             drift = float((prepared(*inputs[0]) - chosen[0][-1]).abs().max())
         if drift > 1e-3:
             raise RuntimeError(f"AIMET's prepared denoiser graph {key} differs from the float one by {drift:.3g}")
-        built.append((key, chosen, graph, inputs, sim, kept, time.perf_counter() - t0))
+        built.append(_Built(key, chosen, graph, inputs, sim, kept, time.perf_counter() - t0))
     for b in reversed(built):  # each graph saved the backend the one before it set: undo in reverse
-        b[2].restore_backend()  # (the traced graphs have the matmul attention baked in)
+        b.graph.restore_backend()  # (the traced graphs have the matmul attention baked in)
     searched: list[str] = []
     if seq_mse:
         from neocompress.quant.seq_mse import pooled_seq_mse
 
         t0 = time.perf_counter()
-        searched = pooled_seq_mse([b[4] for b in built], [b[3] for b in built], PREFIX)
+        searched = pooled_seq_mse([b.sim for b in built], [b.inputs for b in built], PREFIX)
         share = (time.perf_counter() - t0) / len(built)
-        built = [(*b[:6], b[6] + share) for b in built]
+        for b in built:
+            b.seconds += share
     out = []
-    for key, chosen, graph, inputs, sim, kept, seconds in built:
+    for b in built:
         t0 = time.perf_counter()
 
-        def forward(model: nn.Module, _: Any, inputs: list = inputs) -> None:
+        def forward(model: nn.Module, _: Any, inputs: list = b.inputs) -> None:
             with torch.no_grad():
                 for x in inputs:
                     model(*x)
 
-        sim.compute_encodings(forward, None)
+        b.sim.compute_encodings(forward, None)
         with torch.no_grad():
-            ref = torch.cat([c[-1] for c in chosen])
-            got = torch.cat([sim.model(*x) for x in inputs])
-        held = spread((heldout.calls.get(key, []) if heldout else []), max_calls)
+            ref = torch.cat([c[-1] for c in b.chosen])
+            got = torch.cat([b.sim.model(*x) for x in b.inputs])
+        held = spread((heldout.calls.get(b.key, []) if heldout else []), max_calls)
         held_sqnr = None
         if held:
             with torch.no_grad():
-                held_got = torch.cat([sim.model(*_graph_inputs(graph, c)) for c in held])
+                held_got = torch.cat([b.sim.model(*_graph_inputs(b.graph, c)) for c in held])
             held_sqnr = sqnr_db(torch.cat([c[-1] for c in held]), held_got)
         out.append(
-            SimulatedGraph(key, captured.stage_of[key], sim, graph, len(chosen), sqnr_db(ref, got),
-                           seconds + time.perf_counter() - t0, held_sqnr, len(held), kept, len(searched))
+            SimulatedGraph(b.key, captured.stage_of[b.key], b.sim, b.graph, len(b.chosen), sqnr_db(ref, got),
+                           b.seconds + time.perf_counter() - t0, held_sqnr, len(held), b.kept, len(searched))
         )  # fmt: skip
     return out
 
