@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neocompress.models.family import get_family
+from neocompress.quant.precision import simulated_precision
 from neocompress.recipe import load_recipe
 
 
@@ -22,9 +23,8 @@ def plan_recipe(recipe_path: str) -> dict:
         for c in ir:
             if c.module is None:
                 continue
-            quantized = (c.extras.get("quantization") or {}).get("settings", {}).get("precision")
             comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, video),
-                             "precision": quantized or "float"}  # fmt: skip
+                             "precision": simulated_precision(c) or "float"}  # fmt: skip
         steps.append(
             {
                 "pass": name,

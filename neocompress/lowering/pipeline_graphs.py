@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from neocompress.core.errors import UserInputError
 from neocompress.lowering.static_denoiser import BROADCAST_INPUTS, StaticStageDenoiser, stage_slot_shapes
 from neocompress.lowering.static_vae import StaticVAEDecoder
+from neocompress.quant.precision import simulated_precision
 
 EXAMPLE_PROMPT = "a red circle moving left slowly on a grey background"
 
@@ -127,7 +128,7 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
         graphs.append(
             LoweredGraph(f"denoiser_stage{stage}", "denoiser", graph, inputs, graph.input_names(), ["velocity"],
                          [n not in BROADCAST_INPUTS for n in graph.input_names()],
-                         sim=sim, precision="fp32" if sim is None else simulated_precision(ir),
+                         sim=sim, precision="fp32" if sim is None else simulated_precision(ir["denoiser"]),
                          extra={"stage": stage, "packer": graph.packer.to_dict(),
                                 **({"float_layers": chosen.float_layers} if sim is not None else {})})
         )  # fmt: skip
@@ -141,12 +142,8 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
                      precision="fp32" if decoder_sim is None else decoder_sim.settings["precision"],
                      extra={} if decoder_sim is None else {"float_layers": decoder_sim.float_layers})
     )  # fmt: skip
-    text_precision = (ir["t5"].extras.get("quantization") or {}).get("settings", {}).get("precision")
+    text_precision = simulated_precision(ir["t5"])
     for g in graphs:
         if g.kind == "text_encoder" and text_precision is not None:
             g.precision = text_precision  # simulated in fp16: the onnxruntime bundle still exports fp32
     return graphs
-
-
-def simulated_precision(ir: Any) -> str:
-    return ir["denoiser"].extras["quantization"]["settings"]["precision"]

@@ -36,6 +36,12 @@ def htp_config(version: str) -> str:
     return f"htp_{version}"
 
 
+def simulated_precision(component: object) -> str | None:
+    """The precision the quantize pass simulates a pipeline component in (its extras' settings); None if float."""
+    quantization = getattr(component, "extras", {}).get("quantization") or {}
+    return (quantization.get("settings") or {}).get("precision")
+
+
 def sqnr_db(reference, approx) -> float:
     """Signal-to-quantization-noise ratio 10 log10(E[ref^2] / E[(ref - approx)^2]) in dB (inf if exact)."""
     import math

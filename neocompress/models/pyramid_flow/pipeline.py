@@ -20,6 +20,7 @@ from neocompress.models.pyramid_flow.spec import PyramidFlowSpec, override_sched
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
 from neocompress.models.pyramid_flow.vae import denormalize_latents
+from neocompress.quant.precision import simulated_precision
 
 DEFAULT_PROMPT = "a red circle moving left slowly on a grey background"  # a caption of the world grammar
 
@@ -34,7 +35,7 @@ class TextToVideoPipeline:
         if any(t is None for t in toks):
             raise UserInputError("this pipeline has no tokenizers (a weightless skeleton cannot generate)")
         encoders = [ir[n].module for n in ("clip_l", "clip_g", "t5")]
-        if simulated and all(_quantized(ir, n, "precision") == "fp16" for n in ("clip_l", "clip_g", "t5")):
+        if simulated and all(simulated_precision(ir[n]) == "fp16" for n in ("clip_l", "clip_g", "t5")):
             from neocompress.quant.fp16 import half_copy
 
             encoders = [half_copy(ir[n]) for n in ("clip_l", "clip_g", "t5")]
@@ -176,8 +177,3 @@ class TextToVideoPipeline:
             dtype=dtype,
         )
         return latents
-
-
-def _quantized(ir: PipelineIR, component: str, key: str) -> object:
-    """A setting of the component's quantization (None if it is not quantized)."""
-    return (ir[component].extras.get("quantization") or {}).get("settings", {}).get(key)
