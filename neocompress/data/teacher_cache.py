@@ -9,14 +9,12 @@ resumed run) reads instead of recomputing. `hits` and `misses` count what happen
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch import Tensor
 
+from neocompress.core.atomic import atomic_write
 from neocompress.core.hashing import hash_json
 
 Compute = Callable[[list[str]], dict[str, Tensor]]
@@ -56,13 +54,5 @@ class TeacherCache:
     def _write(path: Path, tensors: dict[str, Tensor]) -> None:
         from safetensors.torch import save_file
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        atomic_write(path, lambda tmp: save_file(cpu, str(tmp)))
