@@ -27,18 +27,10 @@ from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import PassConfig
 from neocompress.models.adapter import BlockAdapter
 from neocompress.models.pyramid_flow.objective import CaptionCache, FlowMatchingBatch, Indices
-from neocompress.train import TrainConfig, TrainResult, plot_losses, train
+from neocompress.train import TrainResult, plot_losses, train
+from neocompress.train.stage import StageConfig, stage_train_config
 
 HELDOUT_SEED = 1234  # the fidelity inputs are the same before and after every stage
-
-
-class StageConfig(PassConfig):
-    steps: int = Field(100, ge=1, description="optimizer steps")
-    batch_size: int = Field(8, ge=1, description="latent clips per micro-batch per process")
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    lr: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
-    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="autocast dtype where the device has it")
 
 
 class DistillStageConfig(StageConfig):
@@ -231,23 +223,6 @@ def feature_losses(student: BlockOutputs, teacher: BlockOutputs, mapping: Sequen
             text.append((distance * w).sum() / w.sum().clamp_min(1))
     zero = visual[0].new_zeros(())
     return torch.stack(visual).mean(), (torch.stack(text).mean() if text else zero)
-
-
-def stage_train_config(stage: StageConfig, seed: int) -> TrainConfig:
-    return TrainConfig(
-        steps=stage.steps,
-        batch_size=stage.batch_size,
-        grad_accum=stage.grad_accum,
-        lr=stage.lr,
-        warmup_steps=min(stage.warmup_steps, stage.steps),
-        lr_schedule="cosine",
-        min_lr_ratio=0.1,
-        max_grad_norm=1.0,
-        mixed_precision=stage.mixed_precision,
-        seed=seed,
-        log_every=max(stage.steps // 10, 1),
-        checkpoint_every=max(stage.steps // 4, 1),
-    )
 
 
 def run_stage1(
