@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from neocompress.core.errors import UserInputError
 from neocompress.lowering.static_denoiser import BROADCAST_INPUTS, StaticStageDenoiser, stage_slot_shapes
-from neocompress.lowering.static_vae import StaticVAEDecoder
+from neocompress.lowering.static_vae import static_decoder
 from neocompress.quant.precision import simulated_precision
 
 EXAMPLE_PROMPT = "a red circle moving left slowly on a grey background"
@@ -134,7 +134,7 @@ def lower_pipeline(ir: Any, video: dict[str, int], seed: int = 0, prompt: str = 
         )  # fmt: skip
     (latents,) = captured.latents  # the one video that run sampled
     decoder = ir["vae_decoder"].module.eval()
-    decode = StaticVAEDecoder(decoder, pipeline.latent_norm, tuple(latents.shape)).eval()
+    decode = static_decoder(decoder, pipeline.latent_norm, tuple(latents.shape)).eval()
     decoder_sim = ir["vae_decoder"].extras.get("quantization", {}).get("decoder")
     graphs.append(
         LoweredGraph("vae_decoder", "vae_decoder", decode, (latents,), ["latents"], ["video"], [True],

@@ -92,3 +92,15 @@ class StaticVAEDecoder(nn.Module):
         rest = latents[:, :, 1:] / n.video_scale + n.video_shift
         z = torch.cat([first, rest], dim=2)
         return self.decoder(self.post_quant_conv(z)).clamp(-1.0, 1.0)
+
+
+def static_decoder(decoder: nn.Module, latent_norm: LatentNorm, latent_shape: tuple[int, ...]) -> nn.Module:
+    """The static graph of whichever VAE decoder the pipeline holds (the causal VAE's, or a TAEHV that
+    `decoder_swap` put in its place): normalised latents of `latent_shape` -> video in [-1, 1]."""
+    from neocompress.models.taehv_decoder import TAEHVDecoder
+
+    if isinstance(decoder, TAEHVDecoder):
+        from neocompress.lowering.static_taehv import StaticTAEHVDecoder
+
+        return StaticTAEHVDecoder(decoder, latent_norm, latent_shape)
+    return StaticVAEDecoder(decoder, latent_norm, latent_shape)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+TAEHV_CLASS = "TAEHVDecoder"
+
 
 def _conv(n_in: int, n_out: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(n_in, n_out, 3, padding=1, bias=bias)
@@ -89,6 +91,24 @@ class TAEHVDecoder(nn.Module):
         self.time_factor = 2 ** sum(bool(t) for t in time_upscale)
         self.space_factor = 2 ** sum(bool(s) for s in space_upscale)
         self.trimmed = self.time_factor - 1  # the warm-up frames: t latents give time_factor * t - trimmed frames
+        self._config = {"latent_channels": latent_channels, "widths": [int(w) for w in widths],
+                        "time_upscale": [bool(t) for t in time_upscale],
+                        "space_upscale": [bool(x) for x in space_upscale], "out_channels": out_channels,
+                        "blocks_per_stage": blocks_per_stage}  # fmt: skip
+
+    # The pipeline feeds it the normalised latents the denoiser produces (unit scale, what the soft clamp to
+    # (-3, 3) assumes), not the causal VAE's de-normalised ones.
+    reads_normalised_latents = True
+
+    def checkpoint_config(self) -> dict[str, object]:
+        """What `from_checkpoint_config` rebuilds it from (the `taehv_decoder/config.json` of a saved pipeline)."""
+        return {"neocompress_class": TAEHV_CLASS, **self._config}
+
+    @classmethod
+    def from_checkpoint_config(cls, config: dict[str, object]) -> TAEHVDecoder:
+        if config.get("neocompress_class") != TAEHV_CLASS:
+            raise ValueError("not a TAEHVDecoder config (no neocompress_class: TAEHVDecoder)")
+        return cls(**{k: v for k, v in config.items() if k != "neocompress_class"})  # type: ignore[arg-type]
 
     def frames_for(self, latent_frames: int) -> int:
         return self.time_factor * latent_frames - self.trimmed

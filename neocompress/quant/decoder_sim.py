@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from neocompress.core.errors import UserInputError
-from neocompress.lowering.static_vae import StaticVAEDecoder
+from neocompress.lowering.static_vae import static_decoder
 from neocompress.quant.aimet_sim import flat_state, load_quantizers, nested_state, new_sim, spread
 from neocompress.quant.precision import Precision, precision, sqnr_db
 
@@ -40,7 +40,7 @@ class SimulatedDecoder:
     """The decoder graph's QuantSim, and how close it is to float on calibration and held-out latents."""
 
     sim: Any
-    graph: StaticVAEDecoder
+    graph: Any  # StaticVAEDecoder or StaticTAEHVDecoder
     settings: dict[str, Any]
     calls: int
     sqnr_db: float
@@ -99,7 +99,7 @@ def simulate_decoder(
     shapes = {tuple(x.shape) for x in calls}
     if len(shapes) != 1:
         raise UserInputError(f"the calibration latents have several shapes {sorted(shapes)}: sample one video size")
-    graph = StaticVAEDecoder(decoder, latent_norm, calls[0].shape).eval()
+    graph = static_decoder(decoder, latent_norm, calls[0].shape).eval()
     held = spread(_one_by_one(heldout), max_calls)
     with torch.no_grad():  # before AdaRound, which rounds the decoder's own weights
         reference = torch.cat([graph(x) for x in calls])
@@ -131,7 +131,7 @@ def simulate_decoder(
                             time.perf_counter() - t0, adarounded)  # fmt: skip
 
 
-def _adaround(graph: StaticVAEDecoder, calls: list[Tensor], precision_: Precision, htp: str,
+def _adaround(graph: nn.Module, calls: list[Tensor], precision_: Precision, htp: str,
               float_layers: Sequence[str], iterations: int, folder: Path) -> tuple[Path, list[str]]:  # fmt: skip
     """AIMET's AdaRound on the decoder graph; the rounded weights are written into the decoder's own layers (the
     graph shares them), so the component carries them. Returns AdaRound's parameter encodings file and the layers
@@ -209,9 +209,9 @@ def load_decoder(decoder: nn.Module, latent_norm: Any, folder: Path) -> Simulate
 
 
 def _rebuilt(decoder: nn.Module, latent_norm: Any, shape: tuple[int, ...], settings: dict[str, Any],
-             state: dict[str, Any], where: str) -> tuple[StaticVAEDecoder, Any]:  # fmt: skip
+             state: dict[str, Any], where: str) -> tuple[nn.Module, Any]:  # fmt: skip
     """The static graph at `shape` and its QuantSim carrying `state` (no calibration)."""
-    graph = StaticVAEDecoder(decoder, latent_norm, shape).eval()
+    graph = static_decoder(decoder, latent_norm, shape).eval()
     _, sim, _ = new_sim(graph, graph.example_inputs(), precision(settings["precision"]), settings["htp"],
                         settings["scheme"], settings.get("float_layers", ()))  # fmt: skip
     missing = load_quantizers(sim, state)

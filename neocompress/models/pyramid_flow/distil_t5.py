@@ -14,6 +14,7 @@ parameters (109.6M encoder + 19.9M head), ContextAdapter 130.0M, against T5-XXL'
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,12 +44,27 @@ def distil_t5_base_config(vocab_size: int = 32128, pad_token_id: int = 0, eos_to
     return config
 
 
-class DistilT5(nn.Module):
-    """T5 encoder + `final_projection` to `out_dim`; called like `T5EncoderModel` (input_ids, attention_mask) and
-    answering with `last_hidden_state` [B, L, out_dim], so the pipeline's text bundle takes it unchanged."""
+DISTIL_T5_CLASS = "DistilT5"  # the `neocompress_class` of a DistilT5 checkpoint's config.json
 
-    def __init__(self, t5_config: dict[str, Any], out_dim: int, dropout: float = 0.1):
+
+def is_distil_t5_config(config: dict[str, Any]) -> bool:
+    return config.get("neocompress_class") == DISTIL_T5_CLASS
+
+
+class DistilT5(nn.Module):
+    """T5 encoder + `final_projection` to `out_dim` (+ an optional ContextAdapter after it); called like
+    `T5EncoderModel` (input_ids, attention_mask) and answering with `last_hidden_state` [B, L, width], so the
+    pipeline's text bundle takes it unchanged. `width` is the adapter's output width when there is one.
+
+    Saved as one text-encoder folder (`config.json` = the T5 encoder's config plus `neocompress_class`,
+    `projection_dim`, `context_adapter`, `output_dim`; weights `encoder.*`, `final_projection.*`,
+    `context_adapter.*`), which `from_checkpoint_config` rebuilds.
+    """
+
+    def __init__(self, t5_config: dict[str, Any], out_dim: int, dropout: float = 0.1,
+                 adapter: dict[str, int] | None = None):  # fmt: skip
         super().__init__()
+        t5_config = {k: v for k, v in t5_config.items() if k not in _OWN_KEYS}
         self.encoder = T5EncoderModel(T5Config.from_dict(copy.deepcopy(t5_config)))
         width = int(t5_config["d_model"])
         self.final_projection = nn.Sequential(
@@ -58,11 +74,67 @@ class DistilT5(nn.Module):
             nn.Linear(out_dim, out_dim, bias=False),
         )
         self.out_dim = out_dim
+        self.context_adapter: ContextAdapter | None = None
+        if adapter is not None:
+            self.add_adapter(int(adapter["out_dim"]), adapter.get("hidden"), int(adapter.get("layers", 4)))
         self.config = self.encoder.config
+        self._dropout = dropout
+
+    def tie_weights(self) -> None:
+        """T5's input embedding is shared with `encoder.embed_tokens`; an empty-weight build re-creates it twice."""
+        self.encoder.tie_weights()
+
+    @property
+    def width(self) -> int:
+        return self.context_adapter.out_dim if self.context_adapter is not None else self.out_dim
+
+    def add_adapter(self, out_dim: int, hidden: int | None = None, layers: int = 4) -> ContextAdapter:
+        """Attach a freshly initialised ContextAdapter after the projection (the substitution pass trains it)."""
+        self.context_adapter = ContextAdapter(self.out_dim, out_dim, hidden or self.out_dim, layers)
+        return self.context_adapter
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        a = self.context_adapter
+        return {
+            **{k: v for k, v in self.encoder.config.to_dict().items() if k not in _DROPPED},
+            "neocompress_class": DISTIL_T5_CLASS,
+            "projection_dim": self.out_dim,
+            "projection_dropout": self._dropout,
+            "context_adapter": None if a is None else {"out_dim": a.out_dim, "hidden": a.hidden_dim,
+                                                       "layers": len(a.hidden)},  # fmt: skip
+            "output_dim": self.width,
+        }
+
+    @classmethod
+    def from_checkpoint_config(cls, config: dict[str, Any]) -> DistilT5:
+        if not is_distil_t5_config(config):
+            raise ValueError("not a DistilT5 config (no neocompress_class: DistilT5)")
+        return cls(config, int(config["projection_dim"]), float(config.get("projection_dropout", 0.1)),
+                   config.get("context_adapter"))  # fmt: skip
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> BaseModelOutput:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return BaseModelOutput(last_hidden_state=self.final_projection(states))
+        states = self.final_projection(states)
+        if self.context_adapter is not None:
+            states = self.context_adapter(states)
+        return BaseModelOutput(last_hidden_state=states)
+
+
+def load_distil_t5(folder: str | Path) -> DistilT5:
+    """A DistilT5 saved in its folder layout (config.json with `neocompress_class: DistilT5`, model.safetensors),
+    loaded strictly: a key missing or left over is an error naming the folder."""
+    from neocompress.core.errors import CheckpointError
+    from neocompress.models.checkpoint import load_component, read_config
+
+    root = Path(folder)
+    config = read_config(root, "DistilT5")
+    if not is_distil_t5_config(config):
+        raise CheckpointError(f"DistilT5: '{root / 'config.json'}' is not a DistilT5 config (no neocompress_class)")
+    return load_component(lambda: DistilT5.from_checkpoint_config(config), root, "DistilT5")
+
+
+_OWN_KEYS = ("neocompress_class", "projection_dim", "projection_dropout", "context_adapter", "output_dim")
+_DROPPED = ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures")
 
 
 class ContextAdapter(nn.Module):
@@ -78,7 +150,7 @@ class ContextAdapter(nn.Module):
             nn.Linear(in_dim if i == 0 else in_dim + hidden, hidden) for i in range(layers)
         )
         self.out = nn.Linear(in_dim + hidden, out_dim)
-        self.in_dim, self.out_dim = in_dim, out_dim
+        self.in_dim, self.out_dim, self.hidden_dim = in_dim, out_dim, hidden
         for layer in (*self.hidden, self.out):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)

@@ -44,6 +44,7 @@ from neocompress.models.pyramid_flow.text_config import TextBundleConfig
 from neocompress.models.pyramid_flow.text_encoders import build_clip_g, build_clip_l, build_t5
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers, load_tokenizers, tiny_tokenizer_root
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig, CausalVAEDecoder, CausalVAEEncoder, LatentNorm
+from neocompress.models.taehv_decoder import TAEHVDecoder
 
 TEXT_FOLDERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
 DENOISER_FOLDERS = ("diffusion_transformer_384p", "diffusion_transformer_768p", "diffusion_transformer")
@@ -54,6 +55,7 @@ QUANT_FOLDER = "quantization/denoiser"  # AIMET encodings of a quantized denoise
 DECODER_QUANT_FOLDER = "quantization/vae_decoder"  # ... of a quantized VAE decoder
 TEXT_QUANT_FILE = "quantization/text_encoders.json"  # the precision the text encoders are simulated in
 TEXT_WEIGHTS = "model.safetensors"
+TAEHV_FOLDER = "taehv_decoder"  # a decoder_swap'd pipeline's decoder (the causal VAE folder then holds the encoder)
 
 
 def _builders(s: PyramidFlowSpec) -> dict[str, Callable[[], nn.Module]]:
@@ -63,7 +65,7 @@ def _builders(s: PyramidFlowSpec) -> dict[str, Callable[[], nn.Module]]:
         "t5": lambda: build_t5(s.text),
         "denoiser": lambda: PyramidFlowMMDiT(s.denoiser),
         "vae_encoder": lambda: CausalVAEEncoder(s.vae),
-        "vae_decoder": lambda: CausalVAEDecoder(s.vae),
+        "vae_decoder": lambda: TAEHVDecoder.from_checkpoint_config(s.decoder) if s.decoder else CausalVAEDecoder(s.vae),
     }
 
 
@@ -139,6 +141,10 @@ class PyramidFlowFamily(ModelFamily):
         sched_file = root / SCHEDULER_FOLDER / "scheduler_config.json"
         sched = json.loads(sched_file.read_text()) if sched_file.is_file() else {}
         video = VideoSetting(**extras["video"]) if "video" in extras else VideoSetting(49, 320, 512)
+        decoder = read_config(root / TAEHV_FOLDER, "vae_decoder") if (root / TAEHV_FOLDER).is_dir() else None
+        if decoder is not None:
+            with _config_errors("vae_decoder", f"'{root / TAEHV_FOLDER / 'config.json'}'"):
+                TAEHVDecoder.from_checkpoint_config(decoder).to("meta")  # a config that builds, or a clear error
         return PyramidFlowSpec(
             text=text,
             denoiser=denoiser,
@@ -150,6 +156,7 @@ class PyramidFlowFamily(ModelFamily):
             else LatentNorm.pyramid_flow_sd3(),
             video=video,
             denoiser_folder=folder,
+            decoder=decoder,
         )
 
     # ------------------------------------------------------------------ building
@@ -202,15 +209,16 @@ class PyramidFlowFamily(ModelFamily):
         out = {name: load_component(b[name], root / folder, name, dtype=dtype) for name, folder in TEXT_FOLDERS.items()}
         out["denoiser"] = load_component(b["denoiser"], root / s.denoiser_folder, "denoiser", dtype=dtype)
         vae_sd = read_state_dict(root / VAE_FOLDER, "vae")
-        for name, prefixes in (
-            ("vae_encoder", ("encoder.", "quant_conv.")),
-            ("vae_decoder", ("decoder.", "post_quant_conv.")),
-        ):
+        parts = [("vae_encoder", ("encoder.", "quant_conv."))]
+        if s.decoder is None:
+            parts.append(("vae_decoder", ("decoder.", "post_quant_conv.")))
+        else:  # the swapped-in decoder has its own folder; the VAE folder keeps the frozen encoder only
+            out["vae_decoder"] = load_component(b["vae_decoder"], root / TAEHV_FOLDER, "vae_decoder", dtype=dtype)
+        for name, prefixes in parts:
             part = {k: v for k, v in vae_sd.items() if k.startswith(prefixes)}
             out[name] = load_component(b[name], root / VAE_FOLDER, name, dtype=dtype, state_dict=part)
-        unexpected = sorted(
-            k for k in vae_sd if not k.startswith(("encoder.", "quant_conv.", "decoder.", "post_quant_conv."))
-        )
+        known = tuple(p for _, prefixes in parts for p in prefixes)
+        unexpected = sorted(k for k in vae_sd if not k.startswith(known))
         if unexpected:
             raise CheckpointError(f"vae: checkpoint '{root / VAE_FOLDER}' has unexpected key(s): {unexpected[:12]}")
         return out
@@ -220,7 +228,9 @@ class PyramidFlowFamily(ModelFamily):
         directory = Path(directory)
         s: PyramidFlowSpec = ir.meta["spec"]
         for name, folder in TEXT_FOLDERS.items():
-            save_component(ir[name].module, directory / folder, ir[name].module.config.to_dict(), TEXT_WEIGHTS)
+            module = ir[name].module
+            config = module.checkpoint_config() if hasattr(module, "checkpoint_config") else module.config.to_dict()
+            save_component(module, directory / folder, config, TEXT_WEIGHTS)
         tokenizers = [ir[n].extras.get("tokenizer") for n in TEXT_FOLDERS]
         if all(t is not None for t in tokenizers):
             for folder, tok in zip(("tokenizer", "tokenizer_2", "tokenizer_3"), tokenizers, strict=True):
@@ -241,12 +251,13 @@ class PyramidFlowFamily(ModelFamily):
         if text is not None:
             (directory / TEXT_QUANT_FILE).parent.mkdir(parents=True, exist_ok=True)
             (directory / TEXT_QUANT_FILE).write_text(json.dumps(text["settings"]))
-        save_modules(
-            {"vae_encoder": ir["vae_encoder"].module, "vae_decoder": ir["vae_decoder"].module},
-            directory / VAE_FOLDER,
-            ir["vae_decoder"].module.config.to_dict(),
-            DENOISER_WEIGHTS,
-        )
+        decoder = ir["vae_decoder"].module
+        vae_parts = {"vae_encoder": ir["vae_encoder"].module}
+        if isinstance(decoder, TAEHVDecoder):
+            save_component(decoder, directory / TAEHV_FOLDER, decoder.checkpoint_config(), DENOISER_WEIGHTS)
+        else:
+            vae_parts["vae_decoder"] = decoder
+        save_modules(vae_parts, directory / VAE_FOLDER, ir["vae_encoder"].module.config.to_dict(), DENOISER_WEIGHTS)
         sched = ir["scheduler"]
         (directory / SCHEDULER_FOLDER).mkdir(parents=True, exist_ok=True)
         (directory / SCHEDULER_FOLDER / "scheduler_config.json").write_text(

@@ -95,7 +95,7 @@ def build_ir(s: PyramidFlowSpec, modules: dict[str, nn.Module], tokenizers: Text
             "vae_decoder",
             "vae_decoder",
             modules["vae_decoder"],
-            s.vae.to_dict(),
+            dict(s.decoder) if s.decoder else s.vae.to_dict(),
             inputs={"latents": spec("B", lat, "F", "H8", "W8")},
             outputs={"video": video},
             extras={"latent_norm": s.latent_norm},

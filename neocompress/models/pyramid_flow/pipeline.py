@@ -19,7 +19,7 @@ from neocompress.models.pyramid_flow.scheduler import StepSchedule
 from neocompress.models.pyramid_flow.spec import PyramidFlowSpec, override_schedule
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
-from neocompress.models.pyramid_flow.vae import denormalize_latents
+from neocompress.models.pyramid_flow.vae import decode_normalised
 from neocompress.quant.precision import simulated_precision
 
 DEFAULT_PROMPT = "a red circle moving left slowly on a grey background"  # a caption of the world grammar
@@ -64,7 +64,7 @@ class TextToVideoPipeline:
         """Normalised latents (what the sampler returns) -> videos [B, 3, frames, H, W] in [-1, 1]."""
         if self.simulated_decoder is not None:
             return self.simulated_decoder(latents)
-        return self.decoder.decode(denormalize_latents(latents, self.latent_norm))
+        return decode_normalised(self.decoder, latents, self.latent_norm)
 
     latent_dims = 5  # [B, C, units, h, w]
 

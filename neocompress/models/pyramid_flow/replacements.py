@@ -21,24 +21,39 @@ from neocompress.ir.substitution import register_replacement
 
 @register_replacement("distil_t5", "t5", "DistilT5: a T5-v1.1-base encoder + projection head, T5's tokenizer")
 def build_distil_t5(ir: PipelineIR, options: dict[str, Any]) -> Component:
-    from neocompress.models.pyramid_flow.distil_t5 import DistilT5, distil_t5_base_config
+    """Options: `encoder` (T5 config overrides of the v1.1-base default), `width` (the projection's output, default
+    T5's own width), `adapter` ({out_dim, hidden, layers}: a ContextAdapter after the projection), `max_length`
+    (tokens; default the pipeline's), `checkpoint` (a DistilT5 folder: config.json + model.safetensors, whose
+    config replaces the options' and whose weights load strictly)."""
+    from neocompress.models.pyramid_flow.distil_t5 import DistilT5, distil_t5_base_config, load_distil_t5
 
     s = ir.meta["spec"]
     teacher = ir["t5"]
-    config = distil_t5_base_config(int(teacher.config["vocab_size"]), int(teacher.config.get("pad_token_id", 0)),
-                                   int(teacher.config.get("eos_token_id", 1)))  # fmt: skip
-    config.update(options.get("encoder") or {})
-    width = int(options.get("width") or s.text.t5_dim)
     tokens = int(options.get("max_length") or s.text.t5_max_length)
-    module = DistilT5(config, width)
+    if options.get("checkpoint"):
+        module = load_distil_t5(options["checkpoint"])
+        if options.get("adapter") and module.context_adapter is None:
+            a = options["adapter"]
+            module.add_adapter(int(a["out_dim"]), a.get("hidden"), int(a.get("layers", 4)))
+    else:
+        config = distil_t5_base_config(int(teacher.config["vocab_size"]), int(teacher.config.get("pad_token_id", 0)),
+                                       int(teacher.config.get("eos_token_id", 1)))  # fmt: skip
+        config.update(options.get("encoder") or {})
+        module = DistilT5(config, int(options.get("width") or s.text.t5_dim), adapter=options.get("adapter"))
+    return distil_t5_component(module, tokens, teacher.extras.get("tokenizer"))
+
+
+def distil_t5_component(module: Any, tokens: int, tokenizer: Any) -> Component:
+    """The `t5` node holding a DistilT5: T5's interface at the DistilT5's output width, T5's tokenizer."""
     return Component(
         "t5",
         "text_encoder",
         module,
-        {"encoder": config, "width": width, "max_length": tokens},
+        module.checkpoint_config(),
         inputs={"prompt": spec("B", dtype="str")},
-        outputs={"tokens": spec("B", tokens, width), "mask": spec("B", tokens, dtype="int64", value_range=(0, 1))},
-        extras={"tokenizer": teacher.extras.get("tokenizer")},
+        outputs={"tokens": spec("B", tokens, module.width),
+                 "mask": spec("B", tokens, dtype="int64", value_range=(0, 1))},  # fmt: skip
+        extras={"tokenizer": tokenizer},
     )
 
 

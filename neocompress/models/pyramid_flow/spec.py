@@ -45,6 +45,8 @@ class PyramidFlowSpec:
     latent_norm: LatentNorm = field(default_factory=LatentNorm.pyramid_flow_sd3)
     video: VideoSetting = VideoSetting(49, 320, 512)
     denoiser_folder: str = "diffusion_transformer_384p"
+    # The TAEHV decoder's config when `decoder_swap` replaced the causal VAE decoder (None: the VAE's own decoder).
+    decoder: dict[str, Any] | None = field(default=None, hash=False)
 
     def video_problems(self, frames: int, height: int, width: int) -> dict[str, str]:
         """What is wrong with a requested video size, by field name (empty when it can be generated)."""

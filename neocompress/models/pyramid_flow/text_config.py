@@ -117,7 +117,7 @@ class TextBundleConfig:
     @property
     def t5_dim(self) -> int:
         """Width of each T5 token state the DiT's `context_embedder` takes (4096 real)."""
-        return int(self.t5["d_model"])
+        return int(self.t5.get("output_dim") or self.t5["d_model"])  # a DistilT5 records its output width
 
     @classmethod
     def pyramid_flow_sd3(cls) -> TextBundleConfig:

@@ -44,8 +44,13 @@ def build_clip_g(cfg: TextBundleConfig) -> CLIPTextModelWithProjection:
     return CLIPTextModelWithProjection(CLIPTextConfig.from_dict(copy.deepcopy(cfg.clip_g)))
 
 
-def build_t5(cfg: TextBundleConfig) -> T5EncoderModel:
-    """T5 encoder (no decoder), randomly initialised (or shapes only under a meta device)."""
+def build_t5(cfg: TextBundleConfig) -> nn.Module:
+    """T5 encoder (no decoder), randomly initialised (or shapes only under a meta device); a DistilT5 when the
+    config is one (a pipeline whose T5-XXL was substituted by `encoder_substitution`)."""
+    from neocompress.models.pyramid_flow.distil_t5 import DistilT5, is_distil_t5_config
+
+    if is_distil_t5_config(cfg.t5):
+        return DistilT5.from_checkpoint_config(cfg.t5)
     return T5EncoderModel(T5Config.from_dict(copy.deepcopy(cfg.t5)))
 
 

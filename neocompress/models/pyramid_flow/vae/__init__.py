@@ -11,6 +11,7 @@ from neocompress.models.pyramid_flow.vae.latents import (
     NEODRAGON,
     PYRAMID_FLOW_SD3,
     LatentNorm,
+    decode_normalised,
     denormalize_latents,
     normalize_latents,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "LatentNorm",
     "NEODRAGON",
     "PYRAMID_FLOW_SD3",
+    "decode_normalised",
     "denormalize_latents",
     "normalize_latents",
 ]

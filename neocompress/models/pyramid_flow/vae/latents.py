@@ -58,3 +58,11 @@ def denormalize_latents(z: torch.Tensor, norm: LatentNorm = PYRAMID_FLOW_SD3) ->
     first = z[:, :, :1] / norm.image_scale + norm.image_shift
     rest = z[:, :, 1:] / norm.video_scale + norm.video_shift
     return torch.cat([first, rest], dim=2)
+
+
+def decode_normalised(decoder: torch.nn.Module, z: torch.Tensor, norm: LatentNorm) -> torch.Tensor:
+    """Denoiser latents -> video in [-1, 1] with whichever decoder the pipeline holds: the causal VAE decoder
+    reads de-normalised latents, a decoder that declares `reads_normalised_latents` (the TAEHV) reads `z` as is."""
+    if getattr(decoder, "reads_normalised_latents", False):
+        return decoder.decode(z)
+    return decoder.decode(denormalize_latents(z, norm))
