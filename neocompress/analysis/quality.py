@@ -29,6 +29,13 @@ def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated
     return {**result.to_json(), "seconds": sum(result.timings.values())}
 
 
+def minibench_of(ir: PipelineIR, prompts: int, seed: int) -> dict[str, Any]:
+    """`minibench` with `ir`'s own family: what a pass scores before and after its change."""
+    from neocompress.models.family import get_family
+
+    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed)
+
+
 class MiniBenchInstrument(Instrument):
     """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`)."""
 

@@ -4,4 +4,6 @@ BUILTIN_PASSES: dict[str, str] = {
     "block_prune": "neocompress.passes.block_prune",
     "remove_blocks": "neocompress.passes.remove_blocks",
     "quantize": "neocompress.passes.quantize",
+    "encoder_substitution": "neocompress.passes.encoder_substitution",
+    "decoder_swap": "neocompress.passes.decoder_swap",
 }

@@ -1,0 +1,146 @@
+"""decoder_swap: the TAEHV replaces the VAE decoder with the encoder frozen, trains (on world renders, a video
+folder, or the native decoder's outputs) and gets closer to its targets, decodes 1 + 8k frames, saves, reloads and
+generates; a bad video folder or a wrong latent width fails before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neocompress.core.apply_run import apply_recipe
+from neocompress.core.context import PassContext
+from neocompress.core.errors import UserInputError, VerificationError
+from neocompress.data.prompts import PromptSets
+from neocompress.models.family import get_family
+from neocompress.passes.decoder_swap import DecoderSwap, DecoderSwapConfig
+from neocompress.recipe import load_recipe
+from neocompress.recipe.schema import PromptSet
+
+FAMILY = get_family("pyramid-flow")
+SMALL = "    widths: [16, 16, 8, 8]\n    crop: 4\n    train: {steps: 150, batch_size: 4, lr: 5.0e-3, warmup_steps: 5}\n"
+
+
+def _run(tmp: Path, body: str, name: str, data: str = "") -> dict:
+    f = tmp / f"{name}.yaml"
+    f.write_text(f"model:\n  source: builtin:tiny\n{data}passes:\n  - name: decoder_swap\n{SMALL}{body}"
+                 f"output: {tmp / name}\n")  # fmt: skip
+    outcome = apply_recipe(load_recipe(f))
+    report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    return {"report": report, "output": outcome.output}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    return _run(tmp_path_factory.mktemp("swap"), "    videos: builtin:world\n    count: 12\n    heldout: 2\n", "world")
+
+
+def test_trains_towards_ground_truth_and_reports_psnr_and_grid(world) -> None:
+    r = world["report"]
+    assert r["data"]["target"] == "ground truth" and r["data"]["train_clips"] == 10
+    assert r["psnr_db"]["after"]["vs_truth_db"] > r["psnr_db"]["before"]["vs_truth_db"] + 1.0
+    assert r["psnr_db"]["after"]["vs_native_db"] > r["psnr_db"]["before"]["vs_native_db"]
+    assert r["psnr_db"]["native_vs_truth_db"] > 10
+    assert r["train"]["loss_last"] < r["train"]["loss_first"]
+    assert r["params_after"]["vae_decoder"] < r["params_before"]["vae_decoder"]
+    assert r["params_after"]["vae_encoder"] == r["params_before"]["vae_encoder"]  # frozen, untouched
+    assert "perceptual" in r["perceptual"]  # says why no perceptual loss ran
+    assert (world["output"] / "figures" / "00-decoder_swap-frames.png").is_file()
+
+
+def test_saved_pipeline_reloads_decodes_1_plus_8k_frames_and_generates(world) -> None:
+    ir = FAMILY.load(str(world["output"]))
+    dec = ir["vae_decoder"].module
+    assert type(dec).__name__ == "TAEHVDecoder" and (world["output"] / "taehv_decoder" / "config.json").is_file()
+    ir.verify()
+    pipe = FAMILY.pipeline(ir)
+    for t in (1, 2, 3):
+        video = pipe.decode(torch.randn(1, 16, t, 4, 4))
+        assert tuple(video.shape) == (1, 3, 1 + 8 * (t - 1), 32, 32) and video.abs().max() <= 1.0
+    streamed = torch.stack(list(dec.stream(torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0)))),
+                           dim=2)  # fmt: skip
+    whole = dec.decode(torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
+    assert torch.allclose(streamed, whole, atol=1e-5)
+    video = pipe.generate(["a red circle moving left slowly on a grey background"], seed=0)
+    assert tuple(video.shape) == (1, 3, 9, 64, 64)
+
+
+def test_distils_from_the_native_decoder_without_videos(tmp_path) -> None:
+    data = "data:\n  prompts:\n    calibration: {source: builtin:world, count: 4}\n"
+    r = _run(tmp_path, "    count: 6\n    heldout: 2\n    first: [1, 1, 1]\n    later: [1, 1, 1]\n", "distil",
+             data)["report"]  # fmt: skip
+    assert r["data"]["target"] == "native decoder" and r["psnr_db"]["after"]["vs_truth_db"] is None
+    assert r["psnr_db"]["after"]["vs_native_db"] > r["psnr_db"]["before"]["vs_native_db"]
+
+
+def _frames(n: int, size: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(n)
+    return (rng.random((n, size, size + 16, 3)) * 255).astype(np.uint8)
+
+
+def _video_folder(tmp: Path) -> Path:
+    import imageio.v2 as imageio
+    from PIL import Image
+
+    folder = tmp / "videos"
+    folder.mkdir()
+    imageio.mimwrite(str(folder / "a.mp4"), list(_frames(10)), fps=8, macro_block_size=16)
+    frames = [Image.fromarray(f) for f in _frames(9)]
+    frames[0].save(folder / "b.gif", save_all=True, append_images=frames[1:])
+    (folder / "c").mkdir()
+    for i, f in enumerate(_frames(12)):
+        Image.fromarray(f).save(folder / "c" / f"{i:03d}.png")
+    return folder
+
+
+def test_video_folder_of_mp4_gif_and_png_frames(tmp_path) -> None:
+    from neocompress.data.videos import load_clip, scan_videos
+
+    clips = scan_videos(_video_folder(tmp_path), 9)
+    assert [c.path.name for c in clips] == ["a.mp4", "b.gif", "c"] and [c.frames for c in clips] == [10, 9, 12]
+    video = load_clip(clips[0], 9, 64, 64)
+    assert tuple(video.shape) == (3, 9, 64, 64) and video.min() >= -1 and video.max() <= 1
+
+
+def _ctx(tmp: Path) -> PassContext:
+    return PassContext(work_dir=tmp / "work", data=PromptSets({"calibration": PromptSet(source="builtin:world")}))
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda f: (f / "broken.mp4").write_bytes(b"not a video"), "cannot read video"),
+    (lambda f: (f / "notes.txt").write_text("x"), "not clips"),
+    (lambda f: __import__("PIL.Image").Image.new("RGB", (8, 8)).save(f / "short.gif"), "has 1 frame"),
+])  # fmt: skip
+def test_bad_video_folder_fails_before_training(tmp_path, monkeypatch, make, words) -> None:
+    folder = _video_folder(tmp_path)
+    make(folder)
+    monkeypatch.setattr("neocompress.distill.decoder_run.train", lambda *a, **k: pytest.fail("trained"))
+    p = DecoderSwap(DecoderSwapConfig(videos=str(folder), count=3, heldout=1))
+    with pytest.raises(UserInputError, match=words):
+        p.run(FAMILY.load("builtin:tiny"), _ctx(tmp_path))
+
+
+def test_missing_video_folder_fails(tmp_path) -> None:
+    p = DecoderSwap(DecoderSwapConfig(videos=str(tmp_path / "nope"), count=3, heldout=1))
+    with pytest.raises(UserInputError, match="does not exist"):
+        p.run(FAMILY.load("builtin:tiny"), _ctx(tmp_path))
+
+
+def test_wrong_latent_width_is_refused_before_training(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("neocompress.distill.decoder_run.train", lambda *a, **k: pytest.fail("trained"))
+    ir = FAMILY.load("builtin:tiny")
+    p = DecoderSwap(DecoderSwapConfig(videos="builtin:world", count=3, heldout=1, latent_channels=8,
+                                      widths=[8, 8, 8, 8]))  # fmt: skip
+    with pytest.raises(VerificationError, match="dim 1 is 16, expected 8"):
+        p.run(ir, _ctx(tmp_path))
+    assert type(ir["vae_decoder"].module).__name__ == "CausalVAEDecoder"
+
+
+def test_plan_shows_the_full_size_decoder() -> None:
+    """Full size: Pyramid-Flow's causal VAE decoder -> Neodragon's 9.9M-parameter TAEHV."""
+    ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
+    r = DecoderSwap(DecoderSwapConfig()).plan(ir, PassContext.for_planning()).report
+    assert r["params_before"]["vae_decoder"] > 1e8 and 9.8e6 < r["params_after"]["vae_decoder"] < 1.0e7
