@@ -33,6 +33,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m pytest -q -m slow -o addopts="-p no:cacheprovider" || [ $$? -eq 5 ]
 	$(BIN)/python benchmarks/run.py --output benchmarks/results.json
+	$(BIN)/python benchmarks/substitution_speed.py --output benchmarks/substitution_speed.json
 
 lint: setup
 	$(BIN)/ruff check neocompress tests benchmarks tools
