@@ -142,10 +142,14 @@ def test_chart_and_choice_land_in_the_output_and_survive_a_resume(tmp_path: Path
 
 
 def test_the_neodragon_recipe_plans_24_to_18_blocks_then_quantizes() -> None:
+    """In the paper's order: text encoder and decoder substitutions, block pruning with recovery, quantization."""
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml")
     names = [name for name, _ in recipe.planned]
-    assert names == [None, "block_prune", "quantize"]
-    (_, planned) = recipe.planned[1]
+    assert names == [None, "encoder_substitution", "decoder_swap", "block_prune", "quantize"]
+    (_, planned) = recipe.planned[3]
     assert planned["denoiser"].module.num_blocks == 18
     assert planned["denoiser"].module.transformer_blocks[-1].context_pre_only
-    assert recipe.passes[0].config.recovery.stage1 is not None and recipe.passes[0].config.recovery.stage2 is not None
+    assert type(planned["t5"].module).__name__ == "DistilT5"
+    assert type(planned["vae_decoder"].module).__name__ == "TAEHVDecoder"
+    prune = recipe.passes[2].config
+    assert prune.recovery.stage1 is not None and prune.recovery.stage2 is not None
