@@ -105,11 +105,21 @@ def test_plan_shows_the_precision_quantize_gives_each_component(capsys: pytest.C
     rc, out, err = run(capsys, "plan", REPO / "recipes" / "neodragon.yaml", "--json")
     assert (rc, err) == (0, "")
     steps = json.loads(out)["steps"]
-    assert [s["pass"] for s in steps] == [None, "block_prune", "quantize"]
+    assert [s["pass"] for s in steps] == [None, "encoder_substitution", "decoder_swap", "block_prune", "quantize"]
     assert {n: c["precision"] for n, c in steps[-1]["components"].items()} == {
         "clip_l": "fp16", "clip_g": "fp16", "t5": "fp16", "denoiser": "w8a16", "vae_encoder": "float",
         "vae_decoder": "w8a16"}  # fmt: skip
     assert all(c["precision"] == "float" for c in steps[1]["components"].values())
+
+
+def test_plan_shows_the_substitutes_full_size_params_beside_the_originals(capsys: pytest.CaptureFixture) -> None:
+    """T5-XXL 4.76B -> DistilT5 + ContextAdapter 260M; the causal VAE decoder 226M -> TAEHV 9.91M."""
+    rc, out, _ = run(capsys, "plan", REPO / "recipes" / "neodragon.yaml", "--json")
+    steps = json.loads(out)["steps"]
+    params = [{n: c["params"] for n, c in s["components"].items()} for s in steps]
+    assert params[0]["t5"] > 4.7e9 and 2.5e8 < params[1]["t5"] < 2.7e8
+    assert params[1]["vae_decoder"] > 2.2e8 and 9.8e6 < params[2]["vae_decoder"] < 1.0e7
+    assert params[1]["denoiser"] == params[0]["denoiser"] - (4096 * 1536 + 1536)  # context embedder dropped
 
 
 @pytest.mark.parametrize(
