@@ -29,13 +29,25 @@ class StaticTAEHVDecoder(nn.Module):
         b, c, t, h, w = self.latent_shape
         decoder.check_latents(torch.empty(self.latent_shape, device="meta"))
         self.trimmed = decoder.trimmed
-        frames = []
+        # Every layer's frame count and (C, H, W), fixed by the latent shape: fx traces no tensor sizes then.
+        self._frames: list[int] = []
+        self._shapes: list[tuple[int, int, int]] = []
+        x = torch.empty(b * t, c, h, w, device="meta")
         n = t
-        for layer in self.decoder:  # the frame count each layer sees, fixed by the latent shape
-            frames.append(n)
-            if isinstance(layer, TGrow):
+        for layer in self.decoder:
+            self._frames.append(n)
+            self._shapes.append(tuple(int(d) for d in x.shape[1:]))  # type: ignore[arg-type]
+            if isinstance(layer, MemBlock):
+                x = torch.empty(x.shape[0], layer.conv[-1].out_channels, *x.shape[2:], device="meta")
+            elif isinstance(layer, TGrow):
                 n *= layer.stride
-        self._frames = frames
+                x = torch.empty(x.shape[0] * layer.stride, *x.shape[1:], device="meta")
+            elif isinstance(layer, nn.Conv2d):
+                x = torch.empty(x.shape[0], layer.out_channels, *x.shape[2:], device="meta")
+            elif isinstance(layer, nn.Upsample):
+                x = torch.empty(*x.shape[:2], x.shape[2] * 2 if layer.scale_factor == 2 else x.shape[2],
+                                x.shape[3] * 2 if layer.scale_factor == 2 else x.shape[3], device="meta")
+        self._out = (n, *tuple(int(d) for d in x.shape[1:]))
 
     def example_inputs(self, seed: int = 0) -> tuple[Tensor]:
         return (torch.randn(self.latent_shape, generator=torch.Generator().manual_seed(seed)),)
@@ -44,13 +56,15 @@ class StaticTAEHVDecoder(nn.Module):
         b, c, t, h, w = self.latent_shape
         x = latents.transpose(1, 2).reshape(b * t, c, h, w)
         for i, layer in enumerate(self.decoder):
+            n, (ch, hh, ww) = self._frames[i], self._shapes[i]
             if isinstance(layer, MemBlock):
-                n = self._frames[i]
-                frames = x.reshape(b, n, *x.shape[1:])
+                frames = x.reshape(b, n, ch, hh, ww)
                 past = torch.cat([torch.zeros_like(frames[:, :1]), frames[:, : n - 1]], dim=1)
-                x = layer(x, past.reshape(b * n, *x.shape[1:]))
+                x = layer(x, past.reshape(b * n, ch, hh, ww))
+            elif isinstance(layer, TGrow):  # one frame -> `stride` frames, folded into time
+                x = layer.conv(x).reshape(b * n * layer.stride, ch, hh, ww)
             else:
                 x = layer(x)
-        n = self._frames[-1]
-        video = x.reshape(b, n, *x.shape[1:])[:, self.trimmed :]
+        n, ch, hh, ww = self._out
+        video = x.reshape(b, n, ch, hh, ww)[:, self.trimmed :]
         return video.transpose(1, 2).clamp(-1.0, 1.0)

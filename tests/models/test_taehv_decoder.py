@@ -54,3 +54,21 @@ def test_bad_latents_and_configs_are_named() -> None:
         _tiny()(torch.randn(1, 8, 2, 4, 4))
     with pytest.raises(ValueError, match="4 widths and 3 stages"):
         TAEHVDecoder(widths=(8, 8, 8))
+
+
+def test_static_graph_matches_decode_and_traces_with_fx() -> None:
+    """What quantization and lowering use: the same numbers as `decode`, with every size a constant (AIMET's
+    model preparer traces it with torch.fx, which cannot iterate tensor shapes)."""
+    import torch.fx
+
+    from neocompress.lowering.static_vae import static_decoder
+
+    d = TAEHVDecoder(16, (16, 16, 8, 8)).eval()
+    for t in (1, 2, 3):
+        z = torch.randn(1, 16, t, 4, 4, generator=torch.Generator().manual_seed(t))
+        graph = static_decoder(d, None, tuple(z.shape)).eval()
+        with torch.no_grad():
+            assert torch.equal(graph(z), d.decode(z))
+        traced = torch.fx.symbolic_trace(graph)
+        with torch.no_grad():
+            assert torch.equal(traced(z), d.decode(z))
