@@ -144,3 +144,21 @@ def test_plan_shows_the_full_size_decoder() -> None:
     ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
     r = DecoderSwap(DecoderSwapConfig()).plan(ir, PassContext.for_planning()).report
     assert r["params_before"]["vae_decoder"] > 1e8 and 9.8e6 < r["params_after"]["vae_decoder"] < 1.0e7
+
+
+@pytest.mark.slow
+def test_swapped_pipeline_quantizes_lowers_and_runs_from_its_bundle(world, tmp_path) -> None:
+    """The TAEHV goes through AIMET (its static graph) and the onnxruntime target like the native decoder."""
+    from neocompress.targets.onnxruntime.runtime import BundleRuntime
+
+    f = tmp_path / "q.yaml"
+    f.write_text(f"model:\n  source: {world['output']}\n"
+                 "data:\n  prompts:\n    calibration: {source: builtin:world, count: 3}\n"
+                 "passes:\n  - name: quantize\n    components: {vae_decoder: w8a16}\n"
+                 "    calibration: {count: 2, first: [1, 1, 1], later: [1, 1, 1], heldout: 1}\n"
+                 f"targets:\n  - name: onnxruntime\noutput: {tmp_path / 'q'}\n")  # fmt: skip
+    outcome = apply_recipe(load_recipe(f))
+    report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    assert report["vae_decoder"]["heldout_sqnr_db"] > 20
+    video = BundleRuntime(outcome.output / "bundles" / "onnxruntime").generate(["a red circle"], seed=0)
+    assert tuple(video.shape[-3:]) == (9, 64, 64)
