@@ -42,7 +42,7 @@ class ModePlan:
     keeps_embedder: bool
 
 
-def mode_plan(mode: str, embedder: nn.Linear, has_adapter: bool) -> ModePlan:
+def mode_plan(mode: str, embedder: nn.Linear) -> ModePlan:
     if mode in ("replace", "trainable"):
         return ModePlan(embedder.out_features, keeps_embedder=False)
     if mode == "extend":

@@ -82,20 +82,12 @@ class DecoderSwap(Pass):
     config: DecoderSwapConfig
 
     def check(self, ir: PipelineIR) -> list[Problem]:
-        from neocompress.ir.substitution import get_replacement
+        from neocompress.passes.substitution_checks import minibench_problems, replacement_problems
 
-        problems = super().check(ir)
+        problems = super().check(ir) or replacement_problems(self.name, ir, self.config.replacement, "vae_decoder",
+                                                             "replacement")  # fmt: skip
         if problems:
             return problems
-        if ir.family != "pyramid-flow":
-            return [Problem(f"decoder_swap supports the pyramid-flow family, not '{ir.family}'", path="name")]
-        try:
-            replacement = get_replacement(self.config.replacement)
-        except UserInputError as e:
-            return [Problem(str(e), path="replacement")]
-        if replacement.replaces != "vae_decoder":
-            return [Problem(f"'{replacement.name}' replaces '{replacement.replaces}', not 'vae_decoder'",
-                            path="replacement")]  # fmt: skip
         if "quantization" in ir["vae_decoder"].extras:
             problems.append(Problem("the VAE decoder is already quantized: swap it before quantize", path="name"))
         if any(p.pass_name == self.name for p in ir["vae_decoder"].provenance):
@@ -104,13 +96,7 @@ class DecoderSwap(Pass):
         if self.config.videos == WORLD and s.video.height != s.video.width:
             problems.append(Problem(f"builtin:world renders square clips; this model's video is "
                                     f"{s.video.height}x{s.video.width}", path="videos"))  # fmt: skip
-        if self.config.minibench:
-            from neocompress.models.family import get_family
-
-            refusal = get_family(ir.family).minibench_refusal()
-            if refusal:
-                problems.append(Problem(refusal, path="minibench"))
-        return problems
+        return problems + minibench_problems(ir, self.config.minibench)
 
     def data_needs(self) -> dict[str, str]:
         return {} if self.config.videos is not None else {"prompts": self.config.prompts}

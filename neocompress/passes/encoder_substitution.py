@@ -108,32 +108,17 @@ class EncoderSubstitution(Pass):
 
     # -- checks -----------------------------------------------------------------------------------------------
     def check(self, ir: PipelineIR) -> list[Problem]:
-        from neocompress.ir.substitution import get_replacement
+        from neocompress.passes.substitution_checks import minibench_problems, replacement_problems
 
-        problems = super().check(ir)
+        problems = super().check(ir) or replacement_problems(self.name, ir, self.config.student.replacement, "t5",
+                                                             "student.replacement")  # fmt: skip
         if problems:
             return problems
-        if ir.family != "pyramid-flow":
-            return [Problem(f"encoder_substitution supports the pyramid-flow family, not '{ir.family}'", path="name")]
-        try:
-            replacement = get_replacement(self.config.student.replacement)
-        except UserInputError as e:
-            return [Problem(str(e), path="student.replacement")]
-        if replacement.replaces != "t5":
-            return [Problem(f"'{replacement.name}' replaces '{replacement.replaces}', not 't5'",
-                            path="student.replacement")]  # fmt: skip
-        den = ir["denoiser"].module
-        if not den.config.use_context_embedder:
+        if not ir["denoiser"].module.config.use_context_embedder:
             return [Problem("the denoiser has no context_embedder: T5 was already substituted", path="mode")]
         if "quantization" in ir["t5"].extras:
             problems.append(Problem("T5 is already quantized: substitute it before quantize", path="name"))
-        if self.config.minibench:
-            from neocompress.models.family import get_family
-
-            refusal = get_family(ir.family).minibench_refusal()
-            if refusal:
-                problems.append(Problem(refusal, path="minibench"))
-        return problems
+        return problems + minibench_problems(ir, self.config.minibench)
 
     def data_needs(self) -> dict[str, str]:
         return {"prompts": self.config.prompts}
@@ -147,7 +132,7 @@ class EncoderSubstitution(Pass):
         from neocompress.ir.substitution import get_replacement
 
         cfg = self.config
-        plan = mode_plan(cfg.mode, embedder, has_adapter=True)
+        plan = mode_plan(cfg.mode, embedder)
         options: dict[str, Any] = {"encoder": dict(cfg.student.encoder), "width": cfg.student.width,
                                    "checkpoint": cfg.student.checkpoint}  # fmt: skip
         if plan.adapter_out is not None:
