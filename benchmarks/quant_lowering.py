@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -26,20 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import median_seconds  # benchmarks/ is on sys.path when a script in it runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PROMPT = "a red circle moving left slowly on a grey background"
-
-
-def _time(fn, repeats: int = 10) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def _pruned(family):
@@ -116,11 +106,13 @@ def main() -> None:
             path = work / name / entry["file"]
             row = results["components"].setdefault(g.name, {})
             with torch.no_grad():
-                row[f"{name}_torch_ms"] = 1e3 * _time(lambda g=g: (g.sim.model if g.sim else g.module)(*g.inputs))
+                run = g.sim.model if g.sim else g.module
+                row[f"{name}_torch_ms"] = 1e3 * median_seconds(lambda r=run, g=g: r(*g.inputs))
             exact, optimised = session(path, exact=True), session(path)
-            row[f"{name}_onnxruntime_ms"] = 1e3 * _time(lambda s=exact, f=feed: s.run(None, f))
+            row[f"{name}_onnxruntime_ms"] = 1e3 * median_seconds(lambda s=exact, f=feed: s.run(None, f))
             if g.sim is not None:
-                row[f"{name}_onnxruntime_optimised_ms"] = 1e3 * _time(lambda s=optimised, f=feed: s.run(None, f))
+                optimised_run = median_seconds(lambda s=optimised, f=feed: s.run(None, f))
+                row[f"{name}_onnxruntime_optimised_ms"] = 1e3 * optimised_run
         runtime = BundleRuntime(work / name)
         t0 = time.perf_counter()
         runtime.generate([PROMPT], seed=0)

@@ -15,37 +15,26 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from _timing import median_seconds  # benchmarks/ is on sys.path when a script in it runs
 from transformers import T5Config, T5EncoderModel
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @torch.no_grad()
 def _text(teacher, student, tokens: int, repeats: int) -> dict[str, float]:
     ids = torch.randint(0, 100, (1, tokens))
     mask = torch.ones_like(ids)
-    t = _median_seconds(lambda: teacher(input_ids=ids, attention_mask=mask), repeats)
-    s = _median_seconds(lambda: student(input_ids=ids, attention_mask=mask), repeats)
+    t = median_seconds(lambda: teacher(input_ids=ids, attention_mask=mask), repeats)
+    s = median_seconds(lambda: student(input_ids=ids, attention_mask=mask), repeats)
     return {"teacher_s": t, "substitute_s": s, "speedup": t / s}
 
 
 @torch.no_grad()
 def _decode(teacher, student, latents: torch.Tensor, repeats: int) -> dict[str, float]:
-    t = _median_seconds(lambda: teacher.decode(latents), repeats)
-    s = _median_seconds(lambda: student.decode(latents), repeats)
+    t = median_seconds(lambda: teacher.decode(latents), repeats)
+    s = median_seconds(lambda: student.decode(latents), repeats)
     return {"teacher_s": t, "substitute_s": s, "speedup": t / s}
 
 
@@ -85,13 +74,13 @@ def full(repeats: int) -> dict:
         cfg["num_layers"] = layers
         model = T5EncoderModel(T5Config.from_dict(cfg)).eval()
         with torch.no_grad():
-            per_depth[layers] = _median_seconds(lambda m=model: m(input_ids=ids, attention_mask=mask), repeats)
+            per_depth[layers] = median_seconds(lambda m=model: m(input_ids=ids, attention_mask=mask), repeats)
         del model
     per_block = (per_depth[4] - per_depth[2]) / 2
     teacher_s = per_depth[4] + 20 * per_block  # the 20 blocks not built
     student = DistilT5(distil_t5_base_config(), 4096, adapter={"out_dim": 1536}).eval()
     with torch.no_grad():
-        student_s = _median_seconds(lambda: student(input_ids=ids, attention_mask=mask), repeats)
+        student_s = median_seconds(lambda: student(input_ids=ids, attention_mask=mask), repeats)
     vae = CausalVAEDecoder(CausalVAEConfig.pyramid_flow_sd3()).eval()
     taehv = TAEHVDecoder().eval()
     return {
