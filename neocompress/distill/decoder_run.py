@@ -80,24 +80,37 @@ def heldout_psnr(student: nn.Module, held: DecoderData, native: Tensor, norm: An
     return out
 
 
+def crop_window(size: int, crop: int, margin: int, g: torch.Generator) -> tuple[slice, slice]:
+    """A random window along one latent axis: (`decoded`, the crop plus up to `margin` of real context each side,
+    clipped to the frame; `scored`, the crop's place inside it)."""
+    start = int(torch.randint(0, size - crop + 1, (1,), generator=g))
+    lo, hi = max(start - margin, 0), min(start + crop + margin, size)
+    return slice(lo, hi), slice(start - lo, start - lo + crop)
+
+
 def train_decoder(student: nn.Module, data: DecoderData, stage: Any, work: Path, seed: int, norm: Any,
-                  crop: int | None = None) -> Any:  # fmt: skip
+                  crop: int | None = None, margin: int = 2) -> Any:  # fmt: skip
     """MSE between the student's decode of each latent clip and its target, on the shared engine. With `crop`,
     each step trains on one random crop-by-crop latent window (and the target's matching 8x window): the decoder
     is fully convolutional with memory only in time, so windows teach it the same mapping at a fraction of the
-    cost. The window is drawn from the step number, so a resumed run draws the same ones."""
+    cost. The window is decoded with `margin` latent pixels of real context around it and scored inside only:
+    scored at its edges, it would learn to decode next to zero padding where the full frame has neighbours (on
+    the tiny model's 8x8 latents, crops of 4 without context measured 13.8 dB held-out against 17.6 dB without
+    cropping). The window is drawn from the step number, so a resumed run draws the same ones."""
     h, w = data.latents.shape[-2:]
     scale = data.targets.shape[-1] // w
 
     def loss_fn(batch: Tensor, step: int):
         idx = batch.tolist()
         z, target = data.latents[idx], data.targets[idx]
-        if crop is not None and crop < min(h, w):
-            g = torch.Generator().manual_seed(seed * 100_003 + step)
-            top, left = (int(torch.randint(0, n - crop + 1, (1,), generator=g)) for n in (h, w))
-            z = z[..., top : top + crop, left : left + crop]
-            target = target[..., top * scale : (top + crop) * scale, left * scale : (left + crop) * scale]
-        return F.mse_loss(decode_normalised(student, z, norm), target), {}
+        if crop is None or crop >= min(h, w):
+            return F.mse_loss(decode_normalised(student, z, norm), target), {}
+        g = torch.Generator().manual_seed(seed * 100_003 + step)
+        (rows, inner_r), (cols, inner_c) = crop_window(h, crop, margin, g), crop_window(w, crop, margin, g)
+        video = decode_normalised(student, z[..., rows, cols], norm)
+        px = lambda s: slice(s.start * scale, s.stop * scale)  # noqa: E731 - latent window -> pixel window
+        target = target[..., px(rows), px(cols)][..., px(inner_r), px(inner_c)]
+        return F.mse_loss(video[..., px(inner_r), px(inner_c)], target), {}
 
     return train(stage_train_config(stage, seed), {"decoder": student}, loss_fn, Indices(data.latents.shape[0]),
                  work, progress=sys.stderr.isatty())  # fmt: skip

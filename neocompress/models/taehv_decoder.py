@@ -16,6 +16,7 @@ contract. Output in [-1, 1] (the pipeline's video range). Full size (widths 256,
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -164,3 +165,37 @@ class TAEHVDecoder(nn.Module):
             else:
                 x = layer(x)
         yield x
+
+
+# A TAEHV pretrained for the miniature's VAE (tools/build_tiny_taehv.py), so a recipe on `builtin:tiny` can start
+# decoder_swap from trained weights, as a real run starts from a public TAEHV checkpoint.
+BUILTIN_TINY_TAEHV = "builtin:tiny-taehv"
+
+
+def taehv_folder(source: str) -> Path:
+    """The folder of a TAEHV checkpoint: a path, or `builtin:tiny-taehv` (shipped in the package)."""
+    if source == BUILTIN_TINY_TAEHV:
+        from importlib.resources import files
+
+        return Path(str(files("neocompress.assets") / "miniature-taehv"))
+    if source.startswith("builtin:"):
+        raise ValueError(f"unknown TAEHV checkpoint '{source}' (builtin: {BUILTIN_TINY_TAEHV})")
+    return Path(source)
+
+
+def load_taehv(source: str) -> TAEHVDecoder:
+    """A TAEHV saved in its folder layout (config.json with `neocompress_class: TAEHVDecoder`, model.safetensors),
+    loaded strictly: a key missing or left over is an error naming the folder."""
+    from neocompress.core.errors import CheckpointError
+    from neocompress.models.checkpoint import load_component, read_config
+
+    root = taehv_folder(source)
+    if not root.is_dir():
+        raise CheckpointError(f"TAEHVDecoder: checkpoint folder '{root}' does not exist")
+    config = read_config(root, TAEHV_CLASS)
+    try:
+        with torch.device("meta"):  # a config it cannot build from is reported as the file's problem
+            TAEHVDecoder.from_checkpoint_config(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"TAEHVDecoder: '{root / 'config.json'}': {e}") from None
+    return load_component(lambda: TAEHVDecoder.from_checkpoint_config(config), root, TAEHV_CLASS)

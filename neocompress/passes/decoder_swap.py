@@ -45,6 +45,13 @@ class DecoderSwapConfig(PassConfig):
         default_factory=lambda: [True, True, True], min_length=3, max_length=3,
         description="2x temporal upscale per stage (all three: 8x, Pyramid-Flow's latent; 7 warm-up frames trimmed)",
     )  # fmt: skip
+    checkpoint: str | None = Field(
+        None, description="start from a trained TAEHV folder (config.json + model.safetensors) or builtin:tiny-taehv; "
+        "its config sets the widths",
+    )
+    blocks_per_stage: int = Field(
+        3, ge=1, description="MemBlocks per stage (TAEHV and Neodragon: 3; fewer train faster on a tiny model)"
+    )
     latent_channels: int | None = Field(None, ge=1, description="latent channels it reads (default: the VAE's)")
     videos: str | None = Field(
         None, description="training clips: a folder (mp4, gif, PNG-frame folders), builtin:world, or null to "
@@ -58,6 +65,9 @@ class DecoderSwapConfig(PassConfig):
     train: StageConfig = Field(default_factory=StageConfig, description="the training run")
     crop: int | None = Field(
         None, ge=2, description="train on random latent windows of this side (the video's 8x window): cheaper steps"
+    )
+    crop_margin: int = Field(
+        2, ge=0, description="latent pixels of real context decoded around each window (scored inside only)"
     )
     grid_clips: int = Field(2, ge=1, description="held-out clips shown in the frame grid")
     minibench: int = Field(0, ge=0, description="MiniBench prompts scored before and after (0: off)")
@@ -74,7 +84,7 @@ class DecoderSwapConfig(PassConfig):
 @register_pass
 class DecoderSwap(Pass):
     name = "decoder_swap"
-    version = 1
+    version = 2  # 2: crop windows decoded with context (crop_margin); blocks_per_stage
     Config = DecoderSwapConfig
     summary = "Replace the causal VAE decoder by a TAEHV-style decoder trained against the frozen encoder."
     requires = ("vae_encoder", "vae_decoder")
@@ -96,6 +106,16 @@ class DecoderSwap(Pass):
         if self.config.videos == WORLD and s.video.height != s.video.width:
             problems.append(Problem(f"builtin:world renders square clips; this model's video is "
                                     f"{s.video.height}x{s.video.width}", path="videos"))  # fmt: skip
+        if self.config.checkpoint is not None:
+            from neocompress.models.taehv_decoder import taehv_folder
+
+            try:
+                folder = taehv_folder(self.config.checkpoint)
+            except ValueError as e:
+                problems.append(Problem(str(e), path="checkpoint"))
+            else:
+                if not (folder / "config.json").is_file():
+                    problems.append(Problem(f"'{folder}' is not a TAEHV folder (no config.json)", path="checkpoint"))
         return problems + minibench_problems(ir, self.config.minibench)
 
     def data_needs(self) -> dict[str, str]:
@@ -109,6 +129,8 @@ class DecoderSwap(Pass):
 
         cfg = self.config
         return get_replacement(cfg.replacement).build(ir, {"widths": cfg.widths, "time_upscale": cfg.time_upscale,
+                                                           "blocks_per_stage": cfg.blocks_per_stage,
+                                                           "checkpoint": cfg.checkpoint,
                                                            "latent_channels": cfg.latent_channels})  # fmt: skip
 
     def _swap(self, ir: PipelineIR) -> Any:
@@ -163,7 +185,7 @@ class DecoderSwap(Pass):
         psnr_before = heldout_psnr(student, held, native, norm)
         out_dir = ctx.pass_dir(self.name)
         work = out_dir / f"train-{run_key(cfg.model_dump(mode='json'), data, ctx.seed)}"
-        result = train_decoder(student, train_data, cfg.train, work, ctx.seed, norm, cfg.crop)
+        result = train_decoder(student, train_data, cfg.train, work, ctx.seed, norm, cfg.crop, cfg.crop_margin)
         student.eval().requires_grad_(False)
         psnr_after = heldout_psnr(student, held, native, norm)
         shown = min(cfg.grid_clips, held.latents.shape[0])
@@ -178,6 +200,8 @@ class DecoderSwap(Pass):
         sub.release()
         report: dict[str, Any] = {
             "replacement": cfg.replacement,
+            "initialised_from": cfg.checkpoint or "random",
+            "decoder_config": sub.student.config,
             "data": {"source": data.source, "train_clips": int(train_data.latents.shape[0]),
                      "heldout_clips": int(held.latents.shape[0]), "latent_shape": list(data.latents.shape[1:]),
                      "target": "ground truth" if data.truth is not None else "native decoder"},  # fmt: skip

@@ -21,7 +21,8 @@ from neocompress.recipe import load_recipe
 from neocompress.recipe.schema import PromptSet
 
 FAMILY = get_family("pyramid-flow")
-SMALL = "    widths: [16, 16, 8, 8]\n    crop: 4\n    train: {steps: 150, batch_size: 4, lr: 5.0e-3, warmup_steps: 5}\n"
+SMALL = ("    widths: [16, 16, 8, 8]\n    crop: 4\n    crop_margin: 0\n"  # small and cheap: the contract, not quality
+         "    train: {steps: 150, batch_size: 4, lr: 5.0e-3, warmup_steps: 5}\n")
 
 
 def _run(tmp: Path, body: str, name: str, data: str = "") -> dict:
@@ -162,3 +163,18 @@ def test_swapped_pipeline_quantizes_lowers_and_runs_from_its_bundle(world, tmp_p
     assert report["vae_decoder"]["heldout_sqnr_db"] > 20
     video = BundleRuntime(outcome.output / "bundles" / "onnxruntime").generate(["a red circle"], seed=0)
     assert tuple(video.shape[-3:]) == (9, 64, 64)
+
+
+def test_crop_windows_carry_real_context_and_score_only_the_crop() -> None:
+    """A crop is decoded with up to `margin` latent pixels of neighbours (clipped at the frame) and scored inside."""
+    from neocompress.distill.decoder_run import crop_window
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        decoded, scored = crop_window(8, 4, 2, g)
+        start = decoded.start + scored.start
+        assert decoded.start >= 0 and decoded.stop <= 8 and scored.stop - scored.start == 4
+        assert decoded.start == max(start - 2, 0) and decoded.stop == min(start + 6, 8)
+    assert crop_window(8, 8, 2, g) == (slice(0, 8), slice(0, 8))
+    decoded, scored = crop_window(16, 4, 0, g)
+    assert decoded.stop - decoded.start == 4 and scored == slice(0, 4)
