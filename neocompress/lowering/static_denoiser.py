@@ -121,7 +121,7 @@ class StaticStageDenoiser(nn.Module):
         history = self.history_slots if history is None else history
         shapes = self.clip_shapes[self.history_slots - history :]
         clips = [torch.randn((batch, *s[1:]), generator=gen) for s in shapes]
-        tokens = torch.randn(batch, self.text_len, cfg.joint_attention_dim, generator=gen)
+        tokens = torch.randn(batch, self.text_len, cfg.text_token_dim, generator=gen)
         text_mask = torch.ones(batch, self.text_len, dtype=torch.long) if text_mask is None else text_mask
         pooled = torch.randn(batch, cfg.pooled_projection_dim, generator=gen)
         return self.pack(clips, tokens, text_mask, pooled, torch.full((batch,), 500.0))

@@ -70,3 +70,17 @@ def test_substituted_onnxruntime_bundle_generates_what_torch_does(substituted, t
     runtime.schedule = schedule
     video = runtime.generate(["a red circle"], seed=1)
     assert sqnr_db(pipe.generate(["a red circle"], seed=1, schedule=schedule), video) > 30
+
+
+def test_static_stage_graph_of_a_denoiser_without_context_embedder_takes_hidden_width_tokens(substituted) -> None:
+    """Reloading a quantized pipeline rebuilds each stage graph from its example inputs: without the context
+    embedder (replace mode) the text tokens are the hidden width, not T5's (the demo failed on this once)."""
+    from neocompress.lowering.static_denoiser import StaticStageDenoiser, stage_slot_shapes
+
+    den = substituted["denoiser"].module
+    sched = substituted["scheduler"].extras["object"]
+    shapes = stage_slot_shapes(sched, 2, 2, den.config.in_channels, 8, 8, 1)
+    graph = StaticStageDenoiser(den, shapes, 16).eval()
+    inputs = graph.example_inputs()
+    assert den.config.text_token_dim == den.config.inner_dim != den.config.joint_attention_dim
+    assert graph(*inputs).shape[1] == den.config.out_channels

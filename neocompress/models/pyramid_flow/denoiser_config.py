@@ -111,6 +111,12 @@ class DenoiserConfig:
         return self.num_attention_heads * self.attention_head_dim
 
     @property
+    def text_token_dim(self) -> int:
+        """Width of the text tokens the denoiser reads: T5's (joint_attention_dim) with its context embedder, the
+        hidden width without it (a ContextAdapter in replace mode already projects to it)."""
+        return self.joint_attention_dim if self.use_context_embedder else self.inner_dim
+
+    @property
     def ff_inner_dim(self) -> int:
         return self.inner_dim * self.ff_mult
 

@@ -59,7 +59,7 @@ def build_ir(s: PyramidFlowSpec, modules: dict[str, nn.Module], tokenizers: Text
             inputs={
                 "pooled_clip_l": spec("B", pooled_l),
                 "pooled_clip_g": spec("B", d.pooled_projection_dim - pooled_l),
-                "text_tokens": spec("B", lt, d.joint_attention_dim if d.use_context_embedder else d.inner_dim),
+                "text_tokens": spec("B", lt, d.text_token_dim),
                 "text_mask": spec("B", lt, dtype="int64", value_range=(0, 1)),
                 "noisy_latents": spec("B", lat, "T", "h", "w"),
             },

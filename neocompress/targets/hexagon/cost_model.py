@@ -99,7 +99,7 @@ def neodragon_workloads() -> tuple[Workload, ...]:
     for stage, label in enumerate(("low", "mid", "high")):  # the static NPU graph of each stage, on meta weights
         shapes = stage_slot_shapes(scheduler, stage, 7, cfg.in_channels, 40, 64, 1)
         graph = StaticStageDenoiser(den, shapes, 128)
-        call = ([torch.zeros(s) for s in shapes], torch.zeros(1, 128, cfg.joint_attention_dim),
+        call = ([torch.zeros(s) for s in shapes], torch.zeros(1, 128, cfg.text_token_dim),
                 torch.ones(1, 128, dtype=torch.long), torch.zeros(1, cfg.pooled_projection_dim), torch.zeros(1))
         inputs = [x.to("meta") for x in graph.packer.pack(*call)]  # packed on the host, as a bundle does
         flops, act = _count(lambda g=graph, x=inputs: g(*x))
