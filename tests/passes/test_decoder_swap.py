@@ -178,3 +178,27 @@ def test_crop_windows_carry_real_context_and_score_only_the_crop() -> None:
     assert crop_window(8, 8, 2, g) == (slice(0, 8), slice(0, 8))
     decoded, scored = crop_window(16, 4, 0, g)
     assert decoded.stop - decoded.start == 4 and scored == slice(0, 4)
+
+
+def test_starts_from_the_pretrained_tiny_taehv(tmp_path) -> None:
+    """builtin:tiny-taehv (tools/build_tiny_taehv.py) decodes the miniature's latents near the native decoder
+    before any fine-tuning; its config, not the pass's widths, sets the shape."""
+    body = ("    checkpoint: builtin:tiny-taehv\n    videos: builtin:world\n    count: 8\n    heldout: 4\n"
+            "    train: {steps: 2, batch_size: 2, lr: 1.0e-5, warmup_steps: 0}\n")  # fmt: skip
+    f = tmp_path / "ckpt.yaml"
+    f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n{body}output: {tmp_path / 'o'}\n")
+    outcome = apply_recipe(load_recipe(f))
+    r = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    assert r["initialised_from"] == "builtin:tiny-taehv" and r["decoder_config"]["widths"] == [64, 48, 32, 16]
+    psnr_db = r["psnr_db"]
+    assert psnr_db["before"]["vs_truth_db"] > psnr_db["native_vs_truth_db"] - 3.0, psnr_db
+
+
+def test_a_missing_checkpoint_fails_at_load(tmp_path) -> None:
+    from neocompress.core.errors import RecipeError
+
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n    videos: builtin:world\n"
+                 f"    checkpoint: {tmp_path / 'nowhere'}\noutput: {tmp_path / 'o'}\n")  # fmt: skip
+    with pytest.raises(RecipeError, match=r"bad.yaml:\d+ \(passes\[0\].checkpoint\).*not a TAEHV folder"):
+        load_recipe(f)
