@@ -13,17 +13,21 @@ from neocompress.core.pass_base import PassResult
 from neocompress.ir.pipeline_ir import PipelineIR
 
 
-def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated: bool = True) -> dict[str, Any]:
+def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated: bool = True,
+              schedule: Any = None) -> dict[str, Any]:  # fmt: skip
     """MiniBench's JSON for `ir`, plus how long it took; `simulated=False` scores a quantized pipeline's float
-    weights (the families that quantize take it)."""
+    weights (the families that quantize take it); `schedule` samples with that step schedule instead of the
+    pipeline's own (the families with one)."""
     from neocompress.bench.minibench import run_minibench
     from neocompress.world import WorldConfig
 
     world = WorldConfig()
     pipe = family.pipeline(ir) if simulated else family.pipeline(ir, simulated=False)
 
+    extra = {} if schedule is None else {"schedule": schedule}
+
     def generate(batch: list[str], s: int):
-        return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size)
+        return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size, **extra)
 
     result = run_minibench(generate, num_prompts=prompts, seed=seed, world_config=world)
     return {**result.to_json(), "seconds": sum(result.timings.values())}

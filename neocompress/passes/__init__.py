@@ -6,4 +6,5 @@ BUILTIN_PASSES: dict[str, str] = {
     "quantize": "neocompress.passes.quantize",
     "encoder_substitution": "neocompress.passes.encoder_substitution",
     "decoder_swap": "neocompress.passes.decoder_swap",
+    "step_distill": "neocompress.passes.step_distill",
 }

@@ -40,8 +40,10 @@ def flow_matching_batch(
     unit: int,
     stage: int,
     generator: torch.Generator | None = None,
+    s_loc: Tensor | float | None = None,
 ) -> FlowMatchingBatch:
-    """One pyramidal flow-matching sample for normalised latents z [B, C, units, h, w] at (unit, stage).
+    """One pyramidal flow-matching sample for normalised latents z [B, C, units, h, w] at (unit, stage), at local
+    sigma `s_loc` (a scalar or [B]; default uniform in [0, 1) per sample).
 
     The clean unit and the noise are taken at the stage's resolution, the start point mixes noise with the
     nearest-upsampled lower-stage latent, and earlier units form the temporal-pyramid history, corrupted with
@@ -52,7 +54,10 @@ def flow_matching_batch(
     draw = generator.device if generator is not None else z.device
     noise_full = torch.randn(clean_full.shape, generator=generator, device=draw).to(z)
     noise = scheduler.noise_pyramid(noise_full)
-    s_loc = torch.rand(z.shape[0], generator=generator, device=draw).to(z.device)
+    if s_loc is None:
+        s_loc = torch.rand(z.shape[0], generator=generator, device=draw).to(z.device)
+    elif not isinstance(s_loc, Tensor):
+        s_loc = torch.full((z.shape[0],), float(s_loc), device=z.device)
     x_t, v_target, timestep = scheduler.training_sample(
         clean[stage], clean[stage - 1] if stage > 0 else None, noise[stage], stage, s_loc
     )

@@ -1,0 +1,151 @@
+"""The training run of `step_distill`: Pyramidal DMD on the shared engine (reference section 6).
+
+Three denoisers: the frozen teacher (run with classifier-free guidance), the student (initialised from it) and the
+fake-score model (initialised from it too). One engine step draws a batch of the teacher's own samples, a (unit,
+stage) and one of the student's fixed local noise levels, builds the student's input exactly as flow matching
+does (the clean unit's start/end mixture at that level, the temporal-pyramid history of the earlier units) and
+takes the student's clean estimate z_theta with one Euler step. Then:
+
+- every step, the fake model is trained with the pyramidal flow-matching loss on z_theta (detached), re-noised to
+  a uniform level of the same stage: it learns the student's distribution;
+- every `update_ratio`-th step, the student is trained too: z_theta re-noised again, the DMD gradient from the
+  teacher's and the fake model's velocities there (weighted per sample), plus `cauchy_weight` x the Cauchy
+  regression of z_theta towards the teacher's sample at that stage's resolution.
+
+Both updates share the step's loss: the fake loss reaches only the fake model (z_theta is detached there) and the
+student's loss only the student (the fake model runs without gradient for it), so one optimizer serves both;
+on fake-only steps the student's parameters get no gradient and AdamW leaves them (and their moments) alone.
+Parts a step does not compute (the student's on fake-only steps) are logged as NaN, which the loss plot skips.
+Randomness comes from generators seeded by the step, so a resumed run draws the same batches and levels.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neocompress.distill.dmd import cauchy_loss, clean_estimate, dmd_gradient, dmd_loss, renoise, student_levels
+from neocompress.models.pyramid_flow.objective import Indices, flow_matching_batch
+from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
+from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
+from neocompress.train.engine import train
+from neocompress.train.stage import stage_train_config
+
+NAN = float("nan")
+
+
+@dataclass
+class DMDSettings:
+    update_ratio: int  # fake-model updates per student update
+    noise_levels: list[float]  # the student's local sigmas
+    cauchy_weight: float
+    guidance: float  # the teacher's CFG scale (<= 1: off)
+
+
+@dataclass
+class DMDStep:
+    """One step's draw: what the student sees and what its estimate is compared against."""
+
+    sample: list[Tensor]  # history + the student's noisy input
+    timestep: Tensor
+    text: TextEmbeddings
+    stage: int
+    s_loc: float
+    clean: Tensor  # the teacher's sample of this unit at the stage's resolution
+
+
+def draw_step(scheduler: PyramidFlowScheduler, latents: Tensor, text: TextEmbeddings, levels: list[float],
+              g: torch.Generator) -> DMDStep:  # fmt: skip
+    """The student's input for one step: a random unit and stage, one of its noise levels, the flow-matching mix."""
+    unit = int(torch.randint(latents.shape[2], (), generator=g))
+    stage = int(torch.randint(scheduler.stages, (), generator=g))
+    s_loc = levels[int(torch.randint(len(levels), (), generator=g))]
+    fm = flow_matching_batch(scheduler, latents, text, unit, stage, g, s_loc=s_loc)
+    clean = scheduler.latent_pyramid(latents[:, :, unit : unit + 1])[stage]
+    return DMDStep(fm.sample, fm.timestep, text, stage, s_loc, clean)
+
+
+def guided(denoiser: nn.Module, sample: list[Tensor], text: TextEmbeddings, uncond: TextEmbeddings | None,
+           timestep: Tensor, guidance: float) -> Tensor:  # fmt: skip
+    """The teacher's velocity with CFG (batched [uncond, cond] as the pipeline does), or plain when guidance <= 1."""
+    if uncond is None or guidance <= 1.0:
+        return denoiser(sample, text.tokens, text.mask, text.pooled, timestep)
+    both = TextEmbeddings.cat([uncond, text])
+    v_u, v_c = denoiser([torch.cat([x, x]) for x in sample], both.tokens, both.mask, both.pooled,
+                        torch.cat([timestep, timestep])).chunk(2)  # fmt: skip
+    return v_u + guidance * (v_c - v_u)
+
+
+def _call(model: nn.Module, sample: list[Tensor], text: TextEmbeddings, timestep: Tensor) -> Tensor:
+    return model(sample, text.tokens, text.mask, text.pooled, timestep)
+
+
+def _timestep(t: Tensor | float, batch: int) -> Tensor:
+    t = torch.as_tensor(t, dtype=torch.float32)
+    return t.expand(batch) if t.dim() == 0 else t
+
+
+TextOf = Callable[[list[int]], tuple[TextEmbeddings, TextEmbeddings | None]]
+
+
+def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
+                latents: Tensor, text_of: TextOf, settings: DMDSettings,
+                seed: int) -> Callable[[Tensor, int], tuple[Tensor, dict[str, Any]]]:  # fmt: skip
+    """The engine's loss for one micro-batch of sample indices (see the module docstring); `text_of(indices)`
+    gives their (conditional, unconditional) embeddings."""
+
+    def loss_fn(batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
+        idx = batch.tolist()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        text, uncond = text_of(idx)
+        d = draw_step(scheduler, latents[idx], text, settings.noise_levels, g)
+        history, x = d.sample[:-1], d.sample[-1]
+        train_student = (step + 1) % settings.update_ratio == 0
+        with torch.set_grad_enabled(train_student):
+            z_theta = clean_estimate(scheduler, d.stage, x, _call(student, d.sample, text, d.timestep), d.s_loc)
+        b = x.shape[0]
+
+        def noised(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            tau = torch.rand(b, generator=g)
+            noise = torch.randn(z.shape, generator=g)
+            z_tau, flow, t = renoise(scheduler, d.stage, z, noise, tau)
+            return z_tau, flow, _timestep(t, b)
+
+        z_tau, flow, t = noised(z_theta.detach())
+        fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
+        parts: dict[str, Any] = {"fake_flow": fake_loss.detach(), "dmd": NAN, "cauchy": NAN}
+        loss = fake_loss
+        if train_student:
+            z_tau, flow, t = noised(z_theta.detach())
+            with torch.no_grad():
+                v_real = guided(teacher, [*history, z_tau], text, uncond, t, settings.guidance)
+                v_fake = _call(fake, [*history, z_tau], text, t)
+            gradient, _ = dmd_gradient(v_real, v_fake, flow)
+            l_dmd = dmd_loss(z_theta, gradient)
+            l_cauchy = cauchy_loss(z_theta, d.clean)
+            loss = loss + l_dmd + settings.cauchy_weight * l_cauchy
+            parts.update(dmd=l_dmd.detach(), cauchy=l_cauchy.detach())
+        return loss, parts
+
+    return loss_fn
+
+
+def run_dmd(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
+            latents: Tensor, text_of: Callable, settings: DMDSettings, stage: Any, work: Path,
+            seed: int) -> Any:  # fmt: skip
+    """Train student and fake model together on the engine; returns its TrainResult."""
+    loss = dmd_loss_fn(student, fake, teacher, scheduler, latents, text_of, settings, seed)
+    return train(stage_train_config(stage, seed), {"student": student, "fake": fake}, loss, Indices(latents.shape[0]),
+                 work, progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
+
+
+def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float) -> DMDSettings:
+    return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance)
+

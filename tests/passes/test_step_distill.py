@@ -1,0 +1,140 @@
+"""step_distill: Pyramidal DMD trains the student and the fake model with the configured update ratio and noise
+levels, the pipeline's scheduler node carries the target schedule (also after save and reload), the report has
+NFE, losses and the distance to the teacher for the student and the undistilled model, a resumed run gives the
+same weights as an uninterrupted one, and bad configs fail before training."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from neocompress.core.apply_run import apply_recipe
+from neocompress.core.errors import RecipeError, UserInputError
+from neocompress.distill.step_run import draw_step, run_dmd, settings_from
+from neocompress.models.family import get_family
+from neocompress.recipe import load_recipe
+from neocompress.train.stage import StageConfig
+
+FAMILY = get_family("pyramid-flow")
+
+
+def _recipe(tmp: Path, body: str, name: str = "sd", count: int = 12) -> Path:
+    f = tmp / f"{name}.yaml"
+    f.write_text("model:\n  source: builtin:tiny\ndata:\n  prompts:\n"
+                 f"    calibration: {{source: builtin:world, count: {count}}}\n"
+                 "passes:\n  - name: step_distill\n    samples: 8\n    heldout: 2\n    heldout_seeds: 1\n"
+                 "    teacher: {first: [2, 2, 2], later: [1, 1, 1]}\n"
+                 f"{body}output: {tmp / name}\n")  # fmt: skip
+    return f
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("sd")
+    body = "    update_ratio: 3\n    train: {steps: 12, batch_size: 4, lr: 1.0e-4, warmup_steps: 1}\n"
+    outcome = apply_recipe(load_recipe(_recipe(tmp, body)))
+    report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    return {"report": report, "output": outcome.output}
+
+
+def test_report_has_nfe_losses_and_distances(distilled) -> None:
+    r = distilled["report"]
+    assert r["nfe"]["before"] == 180 and r["nfe"]["after"] == 6  # 2 units: 2 x 60 x 2 (CFG) -> 2 x 3
+    assert r["nfe"]["schedule_after"] == {"first_unit": [1, 1, 1], "later_units": [1, 1, 1], "guidance_first": 1.0,
+                                          "guidance_later": 1.0}  # fmt: skip
+    for model in ("undistilled", "student"):
+        d = r["distance_to_teacher"][model]
+        assert d["samples"] == 2 and d["latent_mse"] > 0 and math.isfinite(d["frechet_judge_distance"])
+    assert (distilled["output"] / r["figures"]["loss"]).is_file()
+
+
+def test_update_ratio_as_configured(distilled) -> None:
+    """Ratio 3: the fake model trains every step, the student on steps 3, 6, 9, 12."""
+    history = distilled["report"]["history"]
+    assert all(math.isfinite(h["fake_flow"]) for h in history)
+    assert [h["step"] for h in history if math.isfinite(h["dmd"])] == [3, 6, 9, 12]
+    assert distilled["report"]["losses"]["cauchy"]["count"] == 4
+
+
+def test_the_saved_pipeline_samples_with_the_distilled_schedule(distilled) -> None:
+    ir = FAMILY.load(str(distilled["output"]))
+    pipe = FAMILY.pipeline(ir)
+    assert pipe.schedule.first_unit == (1, 1, 1) and pipe.schedule.later_units == (1, 1, 1)
+    assert not pipe.schedule.uses_cfg(pipe.schedule.guidance_first)
+    calls = []
+    pipe.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    video = pipe.generate(["a red circle moving left slowly on a grey background"], seed=0)
+    assert tuple(video.shape) == (1, 3, 9, 64, 64) and len(calls) == 6  # 2 units x 3 stages x 1 step, no CFG
+
+
+def test_student_noise_levels_are_the_configured_ones() -> None:
+    ir = FAMILY.load("builtin:tiny-random")
+    pipe = FAMILY.pipeline(ir)
+    text = pipe.text.encode(["a red circle"] * 2)
+    latents = torch.randn(2, 16, 2, 8, 8)
+    for count in (4, 2):
+        levels = settings_from(2, count, 0.5, 5.0).noise_levels
+        seen = {draw_step(pipe.scheduler, latents, text, levels, torch.Generator().manual_seed(s)).s_loc
+                for s in range(60)}  # fmt: skip
+        assert seen == set(levels) == {1.0 - k / count for k in range(count)}
+
+
+def test_resume_mid_training_gives_the_same_weights(tmp_path: Path) -> None:
+    ir = FAMILY.load("builtin:tiny-random")
+    pipe = FAMILY.pipeline(ir)
+    latents = torch.randn(4, 16, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    captions = ["a red circle", "a blue square"] * 2
+
+    def text_of(idx):
+        return pipe.text.encode([captions[i] for i in idx]), pipe.text.encode([""] * len(idx))
+
+    stage = StageConfig(steps=8, batch_size=2, lr=1e-3, warmup_steps=1)
+    settings = settings_from(2, 4, 0.5, 3.0)
+
+    def run(work: Path) -> dict:
+        teacher = FAMILY.load("builtin:tiny-random")["denoiser"].module.eval().requires_grad_(False)
+        student = FAMILY.load("builtin:tiny-random")["denoiser"].module
+        fake = FAMILY.load("builtin:tiny-random")["denoiser"].module
+        torch.manual_seed(0)
+        run_dmd(student, fake, teacher, pipe.scheduler, latents, text_of, settings, stage, work, seed=0)
+        return {**{f"s.{k}": v for k, v in student.state_dict().items()},
+                **{f"f.{k}": v for k, v in fake.state_dict().items()}}  # fmt: skip
+
+    whole = run(tmp_path / "whole")
+    run(tmp_path / "split")
+    ckpts = sorted((tmp_path / "split" / "checkpoints").iterdir(), key=lambda c: int(c.name.split("-")[1]))
+    assert len(ckpts) >= 2 and int(ckpts[0].name.split("-")[1]) < 8, "need a mid-run checkpoint to resume from"
+    for c in ckpts[1:]:
+        shutil.rmtree(c)  # as if the run had died after the earliest checkpoint
+    resumed = run(tmp_path / "split")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    untrained = FAMILY.load("builtin:tiny-random")["denoiser"].module.state_dict()
+    assert any(not torch.equal(whole[f"s.{k}"], v) for k, v in untrained.items())  # the student did train
+
+
+def test_bad_configs_fail_before_training(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(RecipeError, match="target"):
+        load_recipe(_recipe(tmp_path, "    target: {first: [1, 1, 1]}\n", "a"))
+    with pytest.raises(RecipeError, match="update_ratio"):
+        load_recipe(_recipe(tmp_path, "    update_ratio: 0\n", "b"))
+    with pytest.raises(RecipeError, match=r"c.yaml:\d+ \(passes\[0\].target.first\).*3 stages"):
+        load_recipe(_recipe(tmp_path, "    target: {first: [1, 1], later: [1, 1]}\n", "c"))  # checked on the model
+    monkeypatch.setattr("neocompress.distill.step_run.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(UserInputError, match="holding out 2"):
+        apply_recipe(load_recipe(_recipe(tmp_path, "", "d", count=2)))
+
+
+def test_plan_rewrites_the_schedule_on_the_full_size_skeleton() -> None:
+    """Full size: 49 frames = 7 units; 20-20-20 / 10-10-10 with CFG is 480 NFE, 1-1-1 without CFG is 21."""
+    from neocompress.core.context import PassContext
+    from neocompress.passes.step_distill import StepDistill, StepDistillConfig
+
+    ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
+    r = StepDistill(StepDistillConfig()).plan(ir, PassContext.for_planning()).report
+    assert (r["nfe"]["before"], r["nfe"]["after"]) == (480, 21)
+    assert ir["scheduler"].extras["schedule"].first_unit == (1, 1, 1)
