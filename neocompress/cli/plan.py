@@ -19,11 +19,12 @@ def plan_recipe(recipe_path: str) -> dict:
     video = family.video_setting(r.planned[0][1], r.model.generate)
     steps = []
     for name, ir in r.planned:
+        here = family.video_setting(ir, r.model.generate)  # a pass may change the schedule (step_distill)
         comps = {}
         for c in ir:
             if c.module is None:
                 continue
-            comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, video),
+            comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, here),
                              "precision": simulated_precision(c) or "float"}  # fmt: skip
         steps.append(
             {
@@ -31,6 +32,9 @@ def plan_recipe(recipe_path: str) -> dict:
                 "components": comps,
                 "total_params": sum(v["params"] for v in comps.values()),
                 "total_flops": sum(v["flops"] for v in comps.values()),
+                "flops_per_video": float(sum(v["flops"] for v in comps.values())),
+                "nfe": int(here["nfe"]),
+                "schedule": here["schedule"],
             }
         )
     return {"recipe": recipe_path, "video": video, "steps": steps}
@@ -67,6 +71,7 @@ def command(recipe: str, as_json: bool) -> None:
         "[bold]total[/]",
         *[f"[bold]{_si(s['total_params'], params=True)} / {_si(s['total_flops'])}[/]" for s in plan["steps"]],
     )
+    table.add_row("NFE per video", *[str(s["nfe"]) for s in plan["steps"]])
     console.print(table)
 
 

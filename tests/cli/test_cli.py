@@ -105,7 +105,8 @@ def test_plan_shows_the_precision_quantize_gives_each_component(capsys: pytest.C
     rc, out, err = run(capsys, "plan", REPO / "recipes" / "neodragon.yaml", "--json")
     assert (rc, err) == (0, "")
     steps = json.loads(out)["steps"]
-    assert [s["pass"] for s in steps] == [None, "encoder_substitution", "decoder_swap", "block_prune", "quantize"]
+    assert [s["pass"] for s in steps] == [None, "encoder_substitution", "decoder_swap", "block_prune", "step_distill",
+                                          "quantize"]  # fmt: skip
     assert {n: c["precision"] for n, c in steps[-1]["components"].items()} == {
         "clip_l": "fp16", "clip_g": "fp16", "t5": "fp16", "denoiser": "w8a16", "vae_encoder": "float",
         "vae_decoder": "w8a16"}  # fmt: skip
@@ -120,6 +121,22 @@ def test_plan_shows_the_substitutes_full_size_params_beside_the_originals(capsys
     assert params[0]["t5"] > 4.7e9 and 2.5e8 < params[1]["t5"] < 2.7e8
     assert params[1]["vae_decoder"] > 2.2e8 and 9.8e6 < params[2]["vae_decoder"] < 1.0e7
     assert params[1]["denoiser"] == params[0]["denoiser"] - (4096 * 1536 + 1536)  # context embedder dropped
+
+
+def test_plan_gives_nfe_and_flops_per_video_after_every_pass(capsys: pytest.CaptureFixture) -> None:
+    """49 frames = 7 units: 20-20-20 / 10-10-10 with CFG is 480 NFE until step_distill makes it 1-1-1 without
+    CFG (21 NFE); the denoiser's FLOPs per video fall with the NFE (392T -> 18.3T), the text encoders' halve
+    with CFG gone."""
+    rc, out, _ = run(capsys, "plan", REPO / "recipes" / "neodragon.yaml", "--json")
+    steps = json.loads(out)["steps"]
+    assert [s["nfe"] for s in steps] == [480, 480, 480, 480, 21, 21]
+    assert all(isinstance(s["nfe"], int) and isinstance(s["flops_per_video"], float) for s in steps)
+    assert all(s["flops_per_video"] == s["total_flops"] for s in steps)
+    before, after = (steps[3]["components"], steps[4]["components"])
+    # not exactly 21/480: the base schedule gives the history-free first unit twice the steps of later units
+    assert 0.04 < after["denoiser"]["flops"] / before["denoiser"]["flops"] < 0.05
+    assert after["t5"]["flops"] == pytest.approx(before["t5"]["flops"] / 2)  # no negative prompt to encode
+    assert steps[4]["schedule"]["first_unit"] == [1, 1, 1] and steps[4]["schedule"]["guidance_first"] == 1.0
 
 
 @pytest.mark.parametrize(

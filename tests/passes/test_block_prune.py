@@ -145,7 +145,7 @@ def test_the_neodragon_recipe_plans_24_to_18_blocks_then_quantizes() -> None:
     """In the paper's order: text encoder and decoder substitutions, block pruning with recovery, quantization."""
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml")
     names = [name for name, _ in recipe.planned]
-    assert names == [None, "encoder_substitution", "decoder_swap", "block_prune", "quantize"]
+    assert names == [None, "encoder_substitution", "decoder_swap", "block_prune", "step_distill", "quantize"]
     (_, planned) = recipe.planned[3]
     assert planned["denoiser"].module.num_blocks == 18
     assert planned["denoiser"].module.transformer_blocks[-1].context_pre_only
