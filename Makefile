@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python -m pytest -q -m slow -o addopts="-p no:cacheprovider" || [ $$? -eq 5 ]
 	$(BIN)/python benchmarks/run.py --output benchmarks/results.json
 	$(BIN)/python benchmarks/substitution_speed.py --output benchmarks/substitution_speed.json
+	$(BIN)/python benchmarks/step_distill_speed.py --output benchmarks/step_distill_speed.json
 
 lint: setup
 	$(BIN)/ruff check neocompress tests benchmarks tools
