@@ -32,6 +32,7 @@ def pyramidal_sample(
     progress: ProgressFn | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    first_unit: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate ``num_units`` latent frames: [B, C, num_units, height, width] at full latent resolution.
 
@@ -40,6 +41,10 @@ def pyramidal_sample(
     v = velocity_fn(history + [x], timestep[B], guidance). Stage 0 starts from ``initial_noise`` (drawn once
     for the whole video at full resolution, like upstream); later stages from ``upsample_renoise``.
     ``progress(unit, stage, step)`` is called before every denoiser call.
+
+    ``first_unit`` [B, C, 1, height, width]: a latent frame made elsewhere (Neodragon's hybrid mode: an image model's
+    picture, VAE-encoded) taken as unit 0; the denoiser then runs for units 1.. only, with it as their history.
+    The initial noise is drawn for all units as without it (later units start from the same noise).
     """
     stages = scheduler.stages
     for name in ("first_unit", "later_units"):
@@ -51,7 +56,12 @@ def pyramidal_sample(
 
     noise = scheduler.initial_noise((batch, channels, num_units, height, width), generator, device=device, dtype=dtype)
     generated: list[torch.Tensor] = []
-    for unit in range(num_units):
+    if first_unit is not None:
+        expected = (batch, channels, 1, height, width)
+        if tuple(first_unit.shape) != expected:
+            raise ValueError(f"first_unit must be {list(expected)}, got {list(first_unit.shape)}")
+        generated.append(first_unit.to(noise))
+    for unit in range(len(generated), num_units):
         x = noise[:, :, unit : unit + 1]
         steps, guidance = schedule.steps_for(unit), schedule.guidance_for(unit)
         for stage in range(stages):

@@ -220,3 +220,27 @@ def test_sampler_is_seeded_and_validates() -> None:
         pyramidal_sample(Recorder(), schedule=StepSchedule((1, 1), (1, 1)), generator=_gen(9), **kw)
     with pytest.raises(ValueError):
         pyramidal_sample(Recorder(), schedule=one, generator=_gen(9), **{**kw, "height": 10})
+
+
+def test_a_given_first_unit_is_kept_and_the_denoiser_runs_for_later_units_only() -> None:
+    """Hybrid mode: unit 0 comes from elsewhere (an image model's picture, VAE-encoded); the loop calls the
+    velocity function only for units 1.., each of which sees unit 0 in its history."""
+    s = PyramidFlowScheduler()
+    first = torch.randn(1, 3, 1, 16, 16, generator=_gen(7))
+    seen: list[int] = []
+
+    def velocity(sample, t, guidance):
+        seen.append(len(sample) - 1)  # history length of this call
+        if len(sample) > 1 and sample[0].shape[-1] == 16:  # stage 2: unit 0 at full resolution
+            assert torch.equal(sample[0], first)
+        return torch.zeros_like(sample[-1])
+
+    out = pyramidal_sample(velocity, batch=1, channels=3, height=16, width=16, num_units=3, first_unit=first,
+                           schedule=StepSchedule((5, 5, 5), (1, 1, 1), 1.0, 1.0), scheduler=s,
+                           generator=_gen(0))  # fmt: skip
+    assert torch.equal(out[:, :, :1], first) and out.shape == (1, 3, 3, 16, 16)
+    assert seen == [1, 1, 1, 2, 2, 2]  # units 1 and 2, one step per stage; unit 0's 5-5-5 never runs
+    with pytest.raises(ValueError, match="first_unit must be"):
+        pyramidal_sample(velocity, batch=1, channels=3, height=16, width=16, num_units=3,
+                         first_unit=torch.zeros(1, 3, 1, 8, 8), schedule=StepSchedule(), scheduler=s,
+                         generator=_gen(0))  # fmt: skip
