@@ -64,6 +64,10 @@ class StepDistillConfig(PassConfig):
     cauchy_weight: float = Field(0.5, ge=0, description="weight of the supervised Cauchy regression")
     train: StageConfig = Field(default_factory=StageConfig, description="the training run")
     minibench: int = Field(0, ge=0, description="MiniBench prompts for teacher / undistilled / student (0: off)")
+    first_frame: str | None = Field(
+        None, description="hybrid mode: a registered first-frame image generator (builtin:world, the tiny stand-in) "
+        "makes unit 0, so the target schedule runs the denoiser for later units only",
+    )
 
     @model_validator(mode="after")
     def _target_is_complete(self) -> StepDistillConfig:
@@ -92,6 +96,12 @@ class StepDistill(Pass):
             if steps is not None and len(steps) != stages:
                 problems.append(Problem(f"target.{name} has {len(steps)} entries; the pyramid has {stages} stages",
                                         path=f"target.{name}"))  # fmt: skip
+        if self.config.first_frame is not None:
+            from neocompress.models.pyramid_flow.first_frame import first_frame_names
+
+            if self.config.first_frame not in first_frame_names():
+                problems.append(Problem(f"unknown first-frame generator '{self.config.first_frame}'; registered: "
+                                        f"{', '.join(first_frame_names())}", path="first_frame"))  # fmt: skip
         if ir["denoiser"].extras.get("quantization"):
             problems.append(Problem("the denoiser is already quantized: distil the steps before quantize", path="name"))
         if self.config.minibench:
@@ -109,12 +119,12 @@ class StepDistill(Pass):
 
         current = ir["scheduler"].extras["schedule"]
 
-        def resolve(c: ScheduleConfig) -> Any:
+        def resolve(c: ScheduleConfig, hybrid: bool | None) -> Any:
             return override_schedule(current, first=tuple(c.first) if c.first else None,
                                      later=tuple(c.later) if c.later else None, guidance_first=c.guidance_first,
-                                     guidance_later=c.guidance_later)  # fmt: skip
+                                     guidance_later=c.guidance_later, hybrid=hybrid)  # fmt: skip
 
-        return resolve(self.config.teacher), resolve(self.config.target)
+        return resolve(self.config.teacher, None), resolve(self.config.target, self.config.first_frame is not None)
 
     def _rewrite_schedule(self, ir: PipelineIR, schedule: Any) -> None:
         """The scheduler node now samples with `schedule`: what the pipeline, its save and its reload use."""
@@ -131,9 +141,16 @@ class StepDistill(Pass):
                 "denoiser_calls_before": before.calls(units), "denoiser_calls_after": after.calls(units),
                 "schedule_before": before.to_dict(), "schedule_after": after.to_dict()}  # fmt: skip
 
+    def _plug_first_frame(self, ir: PipelineIR) -> None:
+        if self.config.first_frame is not None:
+            from neocompress.models.pyramid_flow.first_frame import add_first_frame
+
+            add_first_frame(ir, self.config.first_frame)
+
     def plan(self, ir: PipelineIR, ctx: Any) -> PassResult:
         teacher, target = self.schedules(ir)
         nfe = self._nfe(ir, ir["scheduler"].extras["schedule"], target)
+        self._plug_first_frame(ir)
         self._rewrite_schedule(ir, target)
         return PassResult(ir, True, {"nfe": nfe, "planned": "schedule only: no training"})
 
@@ -150,9 +167,10 @@ class StepDistill(Pass):
             raise VerificationError("; ".join(str(p) for p in problems))
         cfg = self.config
         family = get_family(ir.family)
-        pipe = family.pipeline(ir)
         teacher_schedule, target = self.schedules(ir)
         original = ir["scheduler"].extras["schedule"]
+        self._plug_first_frame(ir)  # the undistilled baseline at the target schedule needs it too
+        pipe = family.pipeline(ir)
         prompts = self._prompts(ctx)
         train_prompts, held_prompts = prompts[: -cfg.heldout], prompts[-cfg.heldout :]
         if cfg.latents is not None:

@@ -25,6 +25,9 @@ def lower_targets(ir: Any, targets: list[Any], output: Path, video: dict[str, in
         return []
     if ir.family != "pyramid-flow":
         raise UserInputError(f"lowering supports the pyramid-flow family so far, not '{ir.family}'")
+    if ir["scheduler"].extras["schedule"].hybrid:
+        raise UserInputError("this pipeline's schedule is hybrid (frame 0 from its first_frame image model), "
+                             "which the bundles cannot run yet: lower it without `first_frame`")  # fmt: skip
     t0 = time.perf_counter()
     graphs = lower_pipeline(ir, video, seed=seed)
     build_s = time.perf_counter() - t0

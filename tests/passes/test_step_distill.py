@@ -138,3 +138,47 @@ def test_plan_rewrites_the_schedule_on_the_full_size_skeleton() -> None:
     r = StepDistill(StepDistillConfig()).plan(ir, PassContext.for_planning()).report
     assert (r["nfe"]["before"], r["nfe"]["after"]) == (480, 21)
     assert ir["scheduler"].extras["schedule"].first_unit == (1, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("hybrid")
+    body = "    first_frame: builtin:world\n    train: {steps: 4, batch_size: 2, lr: 1.0e-5, warmup_steps: 0}\n"
+    outcome = apply_recipe(load_recipe(_recipe(tmp, body, "hy")))
+    report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    return {"report": report, "output": outcome.output}
+
+
+def test_hybrid_mode_takes_frame_0_from_the_first_frame_component(hybrid) -> None:
+    """Neodragon's hybrid mode with the tiny stand-in: the world renders frame 0, the VAE encodes it as unit 0, the
+    DiT runs for unit 1 only (3 calls at 1-1-1); saved and reloaded with its first_frame component."""
+    from neocompress.distill.decoder_run import psnr
+    from neocompress.models.pyramid_flow.first_frame import WorldFirstFrame
+
+    assert hybrid["report"]["nfe"]["after"] == 3 and hybrid["report"]["nfe"]["schedule_after"]["hybrid"] is True
+    assert (hybrid["output"] / "first_frame" / "config.json").is_file()
+    ir = FAMILY.load(str(hybrid["output"]))
+    assert "first_frame" in ir and ir["scheduler"].extras["schedule"].hybrid
+    pipe = FAMILY.pipeline(ir)
+    calls = []
+    pipe.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    prompt = "a red circle moving left slowly on a grey background"
+    video = pipe.generate([prompt], seed=3)
+    assert len(calls) == 3 and tuple(video.shape) == (1, 3, 9, 64, 64)
+    rendered = WorldFirstFrame()([prompt], 3, 64, 64)
+    assert psnr(video[:, :, 0], rendered) > 18  # frame 0 is the render, through the VAE encoder and decoder
+    other = WorldFirstFrame()(["a blue square moving up quickly on a white background"], 3, 64, 64)
+    assert psnr(video[:, :, 0], other) < 12
+
+
+def test_a_hybrid_schedule_without_first_frame_component_or_lowering_is_refused(hybrid, tmp_path) -> None:
+    from neocompress.targets.lower import lower_targets
+
+    ir = FAMILY.load(str(hybrid["output"]))
+    with pytest.raises(UserInputError, match="lower it without"):
+        lower_targets(ir, [object()], tmp_path, {}, 0)
+    ir.components.pop("first_frame")
+    with pytest.raises(UserInputError, match="no first_frame component"):
+        FAMILY.pipeline(ir).generate(["a red circle moving left slowly on a grey background"], seed=0)
+    with pytest.raises(RecipeError, match="unknown first-frame generator"):
+        load_recipe(_recipe(tmp_path, "    first_frame: builtin:sdxl\n", "e"))

@@ -195,6 +195,9 @@ class PyramidFlowFamily(ModelFamily):
             ir["denoiser"].extras["quantization"] = {"graphs": graphs, "settings": settings}
         if folder is not None:
             _load_other_quantization(ir, folder)
+            from neocompress.models.pyramid_flow.first_frame import load_first_frame
+
+            load_first_frame(ir, folder)  # hybrid mode's image model, when the pipeline has one
         return ir
 
     @staticmethod
@@ -258,6 +261,9 @@ class PyramidFlowFamily(ModelFamily):
         else:
             vae_parts["vae_decoder"] = decoder
         save_modules(vae_parts, directory / VAE_FOLDER, ir["vae_encoder"].module.config.to_dict(), DENOISER_WEIGHTS)
+        from neocompress.models.pyramid_flow.first_frame import save_first_frame
+
+        save_first_frame(ir, directory)
         sched = ir["scheduler"]
         (directory / SCHEDULER_FOLDER).mkdir(parents=True, exist_ok=True)
         (directory / SCHEDULER_FOLDER / "scheduler_config.json").write_text(

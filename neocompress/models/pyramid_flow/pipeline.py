@@ -53,6 +53,9 @@ class TextToVideoPipeline:
             from neocompress.quant.decoder_sim import SimulatedVAEDecoder
 
             self.simulated_decoder = SimulatedVAEDecoder(self.decoder, decoder_sim)
+        # Hybrid mode (Neodragon): an image model makes frame 0, VAE-encoded as unit 0 (see first_frame.py)
+        self.first_frame = ir["first_frame"].module.eval() if "first_frame" in ir else None
+        self.vae_encoder = ir["vae_encoder"].module.eval() if "vae_encoder" in ir else None
         self.scheduler = ir["scheduler"].extras["object"]
         self.schedule: StepSchedule = ir["scheduler"].extras["schedule"]
         self.latent_norm = ir["vae_decoder"].extras["latent_norm"]
@@ -160,9 +163,10 @@ class TextToVideoPipeline:
         schedule = schedule or self.schedule
         dtype = next(self.denoiser.parameters()).dtype
         cond = self.text.encode(prompts).to(dtype=dtype)
-        cfg = any(schedule.uses_cfg(schedule.guidance_for(u)) for u in range(v["units"]))
+        cfg = any(schedule.uses_cfg(schedule.guidance_for(u)) for u in schedule.denoised_units(v["units"]))
         # Without CFG the negative prompt is never used: do not spend a text-encoder pass on it.
         uncond = self.text.encode([negative_prompt] * len(prompts)).to(dtype=dtype) if cfg else None
+        first_unit = self._first_unit(prompts, seed, v) if schedule.hybrid else None
         latents = pyramidal_sample(
             self._velocity_fn(cond, uncond),
             batch=len(prompts),
@@ -175,5 +179,17 @@ class TextToVideoPipeline:
             generator=torch.Generator("cpu").manual_seed(seed),
             progress=progress,
             dtype=dtype,
+            first_unit=first_unit,
         )
         return latents
+
+    def _first_unit(self, prompts: list[str], seed: int, video: dict[str, int]) -> torch.Tensor:
+        """Unit 0 of a hybrid schedule: the first-frame component's images, VAE-encoded and normalised."""
+        from neocompress.models.pyramid_flow.vae import normalize_latents
+
+        if self.first_frame is None or self.vae_encoder is None:
+            raise UserInputError("this schedule is hybrid (frame 0 from an image model) but the pipeline has no "
+                                 "first_frame component (and VAE encoder) to make it")  # fmt: skip
+        images = self.first_frame(prompts, seed, video["height"], video["width"])
+        z = self.vae_encoder.encode(images[:, :, None].to(next(self.vae_encoder.parameters()).dtype))
+        return normalize_latents(z, self.latent_norm).float()

@@ -326,12 +326,16 @@ class PyramidFlowScheduler:
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """Steps per stage and CFG scales for the first unit and for later units (guidance <= 1: CFG off)."""
+    """Steps per stage and CFG scales for the first unit and for later units (guidance <= 1: CFG off).
+
+    `hybrid`: unit 0 comes from the pipeline's first-frame component (an image model), not the denoiser, so it
+    costs no denoiser call (Neodragon's hybrid mode); `first_unit` and `guidance_first` are then unused."""
 
     first_unit: tuple[int, ...] = (20, 20, 20)
     later_units: tuple[int, ...] = (10, 10, 10)
     guidance_first: float = 7.0
     guidance_later: float = 5.0
+    hybrid: bool = False
 
     def __post_init__(self) -> None:
         for name in ("first_unit", "later_units"):
@@ -350,13 +354,18 @@ class StepSchedule:
     def guidance_for(self, unit: int) -> float:
         return self.guidance_first if unit == 0 else self.guidance_later
 
+    def denoised_units(self, num_units: int) -> range:
+        """The units the denoiser samples (all, or all but unit 0 in hybrid mode)."""
+        return range(1 if self.hybrid else 0, num_units)
+
     def calls(self, num_units: int) -> int:
         """Denoiser calls (a CFG step batches [uncond, cond] into one call)."""
-        return sum(sum(self.steps_for(u)) for u in range(num_units))
+        return sum(sum(self.steps_for(u)) for u in self.denoised_units(num_units))
 
     def nfe(self, num_units: int) -> int:
         """Function evaluations, a CFG step counting as two (the Pyramid-Flow default for 7 units is 480)."""
-        return sum(sum(self.steps_for(u)) * (2 if self.uses_cfg(self.guidance_for(u)) else 1) for u in range(num_units))
+        return sum(sum(self.steps_for(u)) * (2 if self.uses_cfg(self.guidance_for(u)) else 1)
+                   for u in self.denoised_units(num_units))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -364,6 +373,7 @@ class StepSchedule:
             "later_units": list(self.later_units),
             "guidance_first": self.guidance_first,
             "guidance_later": self.guidance_later,
+            **({"hybrid": True} if self.hybrid else {}),
         }
 
     @classmethod
@@ -373,6 +383,7 @@ class StepSchedule:
             later_units=tuple(d.get("later_units", (10, 10, 10))),
             guidance_first=float(d.get("guidance_first", 7.0)),
             guidance_later=float(d.get("guidance_later", 5.0)),
+            hybrid=bool(d.get("hybrid", False)),
         )
 
     @classmethod

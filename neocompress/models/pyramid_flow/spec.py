@@ -108,11 +108,13 @@ def override_schedule(
     later: tuple[int, ...] | None = None,
     guidance_first: float | None = None,
     guidance_later: float | None = None,
+    hybrid: bool | None = None,
 ) -> StepSchedule:
-    """`schedule` with whichever of its four settings are given replaced."""
+    """`schedule` with whichever of its settings are given replaced."""
     return StepSchedule(
         tuple(first) if first else schedule.first_unit,
         tuple(later) if later else schedule.later_units,
         schedule.guidance_first if guidance_first is None else guidance_first,
         schedule.guidance_later if guidance_later is None else guidance_later,
+        schedule.hybrid if hybrid is None else hybrid,
     )

@@ -244,3 +244,9 @@ def test_a_given_first_unit_is_kept_and_the_denoiser_runs_for_later_units_only()
         pyramidal_sample(velocity, batch=1, channels=3, height=16, width=16, num_units=3,
                          first_unit=torch.zeros(1, 3, 1, 8, 8), schedule=StepSchedule(), scheduler=s,
                          generator=_gen(0))  # fmt: skip
+
+
+def test_a_hybrid_schedule_counts_no_denoiser_work_for_unit_0() -> None:
+    s = StepSchedule((1, 1, 1), (1, 1, 1), 1.0, 1.0, hybrid=True)
+    assert (s.nfe(7), s.calls(7), list(s.denoised_units(3))) == (18, 18, [1, 2])
+    assert StepSchedule.from_dict(s.to_dict()) == s and "hybrid" not in StepSchedule().to_dict()
