@@ -47,6 +47,7 @@ class DMDSettings:
     noise_levels: list[float]  # the student's local sigmas
     cauchy_weight: float
     guidance: float  # the teacher's CFG scale (<= 1: off)
+    first_unit: int = 0  # the first unit the student samples (1 in hybrid mode: unit 0 comes from an image model)
 
 
 @dataclass
@@ -62,9 +63,11 @@ class DMDStep:
 
 
 def draw_step(scheduler: PyramidFlowScheduler, latents: Tensor, text: TextEmbeddings, levels: list[float],
-              g: torch.Generator) -> DMDStep:  # fmt: skip
-    """The student's input for one step: a random unit and stage, one of its noise levels, the flow-matching mix."""
-    unit = int(torch.randint(latents.shape[2], (), generator=g))
+              g: torch.Generator, first_unit: int = 0) -> DMDStep:  # fmt: skip
+    """The student's input for one step: a random unit (from `first_unit` on) and stage, one of its noise levels,
+    the flow-matching mix."""
+    first_unit = min(first_unit, latents.shape[2] - 1)
+    unit = int(torch.randint(first_unit, latents.shape[2], (), generator=g))
     stage = int(torch.randint(scheduler.stages, (), generator=g))
     s_loc = levels[int(torch.randint(len(levels), (), generator=g))]
     fm = flow_matching_batch(scheduler, latents, text, unit, stage, g, s_loc=s_loc)
@@ -105,7 +108,7 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
         idx = batch.tolist()
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         text, uncond = text_of(idx)
-        d = draw_step(scheduler, latents[idx], text, settings.noise_levels, g)
+        d = draw_step(scheduler, latents[idx], text, settings.noise_levels, g, settings.first_unit)
         history, x = d.sample[:-1], d.sample[-1]
         train_student = (step + 1) % settings.update_ratio == 0
         with torch.set_grad_enabled(train_student):
@@ -146,6 +149,7 @@ def run_dmd(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: 
                  work, progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
 
 
-def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float) -> DMDSettings:
-    return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance)
+def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float,
+                  hybrid: bool = False) -> DMDSettings:  # fmt: skip
+    return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance, 1 if hybrid else 0)
 

@@ -197,7 +197,7 @@ class StepDistill(Pass):
             cond = cache.get([data.captions[i] for i in idx])
             return cond, (cache.get([""] * len(idx)) if guidance > 1.0 else None)
 
-        settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance)
+        settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid)
         out_dir = ctx.pass_dir(self.name)
         key = self._run_key(ir, data, ctx.seed)
         result = run_dmd(student, fake, teacher, pipe.scheduler, data.latents, text_of, settings, cfg.train,

@@ -182,3 +182,13 @@ def test_a_hybrid_schedule_without_first_frame_component_or_lowering_is_refused(
         FAMILY.pipeline(ir).generate(["a red circle moving left slowly on a grey background"], seed=0)
     with pytest.raises(RecipeError, match="unknown first-frame generator"):
         load_recipe(_recipe(tmp_path, "    first_frame: builtin:sdxl\n", "e"))
+
+
+def test_in_hybrid_mode_the_student_never_trains_on_unit_0() -> None:
+    pipe = FAMILY.pipeline(FAMILY.load("builtin:tiny-random"))
+    text = pipe.text.encode(["a red circle"] * 2)
+    latents = torch.randn(2, 16, 3, 8, 8)
+    levels = settings_from(2, 4, 0.5, 5.0, hybrid=True).noise_levels
+    histories = {len(draw_step(pipe.scheduler, latents, text, levels, torch.Generator().manual_seed(s), 1).sample)
+                 for s in range(40)}  # fmt: skip
+    assert histories == {2, 3}  # units 1 and 2 (history of 1 and 2 clips), never unit 0
