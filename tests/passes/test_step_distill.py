@@ -159,6 +159,7 @@ def test_hybrid_mode_takes_frame_0_from_the_first_frame_component(hybrid) -> Non
     assert (hybrid["output"] / "first_frame" / "config.json").is_file()
     ir = FAMILY.load(str(hybrid["output"]))
     assert "first_frame" in ir and ir["scheduler"].extras["schedule"].hybrid
+    ir.verify()  # prompt -> first_frame -> vae_encoder: every input fed
     pipe = FAMILY.pipeline(ir)
     calls = []
     pipe.denoiser.register_forward_hook(lambda *a: calls.append(1))

@@ -76,12 +76,23 @@ def first_frame_component(module: nn.Module, source: str) -> Any:
                      outputs={"image": spec("B", 3, "H", "W", value_range=(-1.0, 1.0))})  # fmt: skip
 
 
-def add_first_frame(ir: Any, source: str) -> None:
-    """Plug the registered generator `source` into `ir` as its first_frame component (replacing one there)."""
-    module = build_first_frame(source)
+def attach_first_frame(ir: Any, module: nn.Module, source: str) -> None:
+    """Add the first_frame node and its dataflow: the prompt feeds it, its image feeds the VAE encoder (a one-frame
+    clip, whose latent becomes unit 0 of the scheduler's condition latents)."""
+    from neocompress.ir.pipeline_ir import PIPELINE_INPUT, spec
+
     if "first_frame" in ir:
         ir.components.pop("first_frame")
+        ir.edges = [e for e in ir.edges if "first_frame" not in (e.src, e.dst)]
     ir.add(first_frame_component(module, source))
+    ir["vae_encoder"].inputs["first_frame_image"] = spec("B", 3, "H", "W", value_range=(-1.0, 1.0))
+    ir.connect(PIPELINE_INPUT, "prompt", "first_frame", "prompt")
+    ir.connect("first_frame", "image", "vae_encoder", "first_frame_image")
+
+
+def add_first_frame(ir: Any, source: str) -> None:
+    """Plug the registered generator `source` into `ir` as its first_frame component (replacing one there)."""
+    attach_first_frame(ir, build_first_frame(source), source)
 
 
 def save_first_frame(ir: Any, directory: Any) -> None:
@@ -123,4 +134,4 @@ def load_first_frame(ir: Any, directory: Any) -> None:
         from safetensors.torch import load_file
 
         module.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    ir.add(first_frame_component(module, str(config["source"])))
+    attach_first_frame(ir, module, str(config["source"]))
