@@ -33,11 +33,12 @@ def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated
     return {**result.to_json(), "seconds": sum(result.timings.values())}
 
 
-def minibench_of(ir: PipelineIR, prompts: int, seed: int) -> dict[str, Any]:
-    """`minibench` with `ir`'s own family: what a pass scores before and after its change."""
+def minibench_of(ir: PipelineIR, prompts: int, seed: int, schedule: Any = None) -> dict[str, Any]:
+    """`minibench` with `ir`'s own family: what a pass scores before and after its change (sampled with
+    `schedule` instead of the pipeline's own when given)."""
     from neocompress.models.family import get_family
 
-    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed)
+    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed, schedule=schedule)
 
 
 class MiniBenchInstrument(Instrument):

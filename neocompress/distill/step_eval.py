@@ -59,10 +59,3 @@ def few_step_distance(pipe: Any, prompts: list[str], seeds: list[int], schedule:
         "schedule": schedule.to_dict(),
     }
 
-
-def minibench_at(ir: Any, schedule: Any, prompts: int, seed: int) -> dict[str, Any]:
-    """MiniBench of `ir` sampled with `schedule`."""
-    from neocompress.analysis.quality import minibench
-    from neocompress.models.family import get_family
-
-    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed, schedule=schedule)

@@ -156,7 +156,8 @@ class StepDistill(Pass):
 
     # -- running ------------------------------------------------------------------------------------------------
     def run(self, ir: PipelineIR, ctx: Any) -> PassResult:
-        from neocompress.distill.step_eval import few_step_distance, minibench_at, teacher_reference
+        from neocompress.analysis.quality import minibench_of
+        from neocompress.distill.step_eval import few_step_distance, teacher_reference
         from neocompress.distill.step_run import run_dmd, settings_from
         from neocompress.models.family import get_family
         from neocompress.prune.recovery import CaptionCache, load_latent_file, teacher_latents
@@ -179,8 +180,8 @@ class StepDistill(Pass):
             data = teacher_latents(pipe, train_prompts, cfg.samples, seed=ctx.seed, schedule=teacher_schedule)
         quality: dict[str, Any] = {}
         if cfg.minibench:
-            quality["teacher"] = minibench_at(ir, teacher_schedule, cfg.minibench, ctx.seed)
-            quality["undistilled_at_target"] = minibench_at(ir, target, cfg.minibench, ctx.seed)
+            quality["teacher"] = minibench_of(ir, cfg.minibench, ctx.seed, teacher_schedule)
+            quality["undistilled_at_target"] = minibench_of(ir, cfg.minibench, ctx.seed, target)
         seeds = [ctx.seed + 1000 + k for k in range(cfg.heldout_seeds)]
         reference = teacher_reference(pipe, held_prompts, seeds, teacher_schedule)
         distance = {"undistilled": few_step_distance(pipe, held_prompts, seeds, target, reference)}
@@ -208,7 +209,7 @@ class StepDistill(Pass):
         pipe = family.pipeline(ir)
         distance["student"] = few_step_distance(pipe, held_prompts, seeds, target, reference)
         if cfg.minibench:
-            quality["student"] = minibench_at(ir, target, cfg.minibench, ctx.seed)
+            quality["student"] = minibench_of(ir, cfg.minibench, ctx.seed, target)
         curve = plot_losses(result.history, out_dir / "loss.png", "step_distill: Pyramidal DMD")
         den.provenance.append(Provenance(self.name, "modified", f"Pyramidal DMD, {cfg.train.steps} steps"))
         report: dict[str, Any] = {
@@ -241,9 +242,9 @@ class StepDistill(Pass):
         return prompts
 
     def _run_key(self, ir: PipelineIR, data: Any, seed: int) -> str:
-        from neocompress.core.hashing import hash_json
+        from neocompress.core.hashing import hash_json, hash_module
 
-        weights = float(sum(p.detach().double().sum() for p in ir["denoiser"].module.parameters()))
+        weights = hash_module(ir["denoiser"].module)
         return hash_json({"config": self.config.model_dump(mode="json"), "seed": seed, "weights": weights,
                           "data": [data.source, data.captions, float(data.latents.double().sum())]})[:16]  # fmt: skip
 
