@@ -95,8 +95,8 @@ def train_decoder(student: nn.Module, data: DecoderData, stage: Any, work: Path,
     is fully convolutional with memory only in time, so windows teach it the same mapping at a fraction of the
     cost. The window is decoded with `margin` latent pixels of real context around it and scored inside only:
     scored at its edges, it would learn to decode next to zero padding where the full frame has neighbours (on
-    the tiny model's 8x8 latents, crops of 4 without context measured 13.8 dB held-out against 17.6 dB without
-    cropping). The window is drawn from the step number, so a resumed run draws the same ones."""
+    the tiny model's 8x8 latents, 1500 steps on crops of 4 without context measured 13.8 dB held-out, 500 steps
+    without cropping 17.6 dB). The window is drawn from the step number, so a resumed run draws the same ones."""
     h, w = data.latents.shape[-2:]
     scale = data.targets.shape[-1] // w
 
