@@ -3,7 +3,7 @@
 Reports, as JSON (printed and written to --output):
 1. the judges' training: wall time, held-out accuracy and measured chance, read from the shipped judges.json
    (re-training them is `python -m neocompress.bench.train_judges`, a few minutes);
-2. one default MiniBench run (64 held-out prompts) on real rendered videos (the ceiling), on real videos blurred
+2. one default MiniBench run (320 held-out prompts) on real rendered videos (the ceiling), on real videos blurred
    like a decoder would (4x down and up: how much softness costs), and on uniform noise (the floor): wall time
    split into generation and scoring, and every score;
 3. optionally one default run on a pipeline (`--pipeline builtin:tiny`, 9 frames at 64x64 with its default

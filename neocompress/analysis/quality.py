@@ -6,53 +6,72 @@ held-out captions at the procedural world's size and length, and scores them wit
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from neocompress.analysis.score_cache import ScoreCache, plain_value, remembers
 from neocompress.core.instruments import Instrument
 from neocompress.core.pass_base import PassResult
 from neocompress.ir.pipeline_ir import PipelineIR
 
 
+@functools.lru_cache(maxsize=1)
+def _judges_fingerprint() -> str:
+    """The shipped judges' weights hash: a remembered score is only reused with the judges that gave it."""
+    from neocompress.bench.judges import WEIGHTS_FILE, default_judges_dir
+    from neocompress.core.hashing import hash_file
+
+    return hash_file(default_judges_dir() / WEIGHTS_FILE)
+
+
 def minibench(family: Any, ir: PipelineIR, *, prompts: int, seed: int, simulated: bool = True,
-              schedule: Any = None) -> dict[str, Any]:  # fmt: skip
-    """MiniBench's JSON for `ir`, plus how long it took; `simulated=False` scores a quantized pipeline's float
-    weights (the families that quantize take it); `schedule` samples with that step schedule instead of the
-    pipeline's own (the families with one)."""
-    from neocompress.bench.minibench import run_minibench
+              schedule: Any = None, cache: ScoreCache | None = None) -> dict[str, Any]:  # fmt: skip
+    """MiniBench's JSON for `ir` (scores, 95 % intervals, validity), plus how long it took; `simulated=False`
+    scores a quantized pipeline's float weights (the families that quantize take it); `schedule` samples with
+    that step schedule instead of the pipeline's own (the families with one). With a `cache`, a pipeline
+    already scored under the same settings is not sampled again (the JSON then says `"reused": true`)."""
+    from neocompress.bench.minibench import MINIBENCH_VERSION, run_minibench
     from neocompress.world import WorldConfig
 
     world = WorldConfig()
-    pipe = family.pipeline(ir) if simulated else family.pipeline(ir, simulated=False)
 
-    extra = {} if schedule is None else {"schedule": schedule}
+    def run() -> tuple[dict[str, Any], Any]:
+        pipe = family.pipeline(ir) if simulated else family.pipeline(ir, simulated=False)
+        extra = {} if schedule is None else {"schedule": schedule}
 
-    def generate(batch: list[str], s: int):
-        return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size, **extra)
+        def generate(batch: list[str], s: int):
+            return pipe.generate(batch, seed=s, frames=world.frames, height=world.size, width=world.size, **extra)
 
-    result = run_minibench(generate, num_prompts=prompts, seed=seed, world_config=world)
-    return {**result.to_json(), "seconds": sum(result.timings.values())}
+        result = run_minibench(generate, num_prompts=prompts, seed=seed, world_config=world)
+        assert result.scores is not None
+        return {**result.to_json(), "seconds": sum(result.timings.values())}, result.scores.evidence
+
+    settings = {"bench": MINIBENCH_VERSION, "judges": _judges_fingerprint(), "prompts": prompts, "seed": seed,
+                "simulated": simulated, "schedule": plain_value(schedule), "world": world.to_dict()}  # fmt: skip
+    return (cache or ScoreCache()).score(ir, settings, run, remember=remembers(ir, simulated))
 
 
-def minibench_of(ir: PipelineIR, prompts: int, seed: int, schedule: Any = None) -> dict[str, Any]:
+def minibench_of(ir: PipelineIR, prompts: int, seed: int, schedule: Any = None,
+                 cache: ScoreCache | None = None) -> dict[str, Any]:  # fmt: skip
     """`minibench` with `ir`'s own family: what a pass scores before and after its change (sampled with
     `schedule` instead of the pipeline's own when given)."""
     from neocompress.models.family import get_family
 
-    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed, schedule=schedule)
+    return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed, schedule=schedule, cache=cache)
 
 
 class MiniBenchInstrument(Instrument):
     """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`)."""
 
-    def __init__(self, family: Any, *, prompts: int, seed: int):
-        self.family, self.prompts, self.seed = family, prompts, seed
+    def __init__(self, family: Any, *, prompts: int, seed: int, cache: ScoreCache | None = None):
+        self.family, self.prompts, self.seed, self.cache = family, prompts, seed, cache
         self.per_pass: list[dict[str, Any]] = []
 
     def after_pass(self, index: int, name: str, result: PassResult, seconds: float, cached: bool) -> None:
         if cached:  # a resumed run replays cached passes with the restored (final) IR: nothing true to score
             self.per_pass.append({"index": index, "pass": name, "cached": True})
             return
-        score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed)
+        score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed, cache=self.cache)
         self.per_pass.append({"index": index, "pass": name, **score})
 
     def record(self) -> dict[str, Any]:

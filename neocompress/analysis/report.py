@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from neocompress.analysis.quality_report import PARTS_ORDER, comparison_lines, fmt_delta, fmt_score, pass_quality_lines
 from neocompress.analysis.target_report import target_lines
 
 
@@ -82,26 +83,16 @@ def plot_params(path: Path, names: list[str], before: dict[str, int], after: dic
 
 
 def quality_lines(quality: dict[str, Any] | None, per_pass: list[dict[str, Any]] | None) -> list[str]:
-    """MiniBench before / after (and per pass) as a Markdown table, with each part's chance level."""
+    """MiniBench before / after the recipe (and after every pass) with intervals, chance and the paired
+    difference."""
     if not quality:
         return []
     before, after = quality["before"], quality["after"]
-    lines = [
-        "",
-        f"## Quality ({quality['bench']}bench: score in [0, 1], chance beside it)",
-        "",
-        "| part | before | after | chance | judge on real videos |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for part in before["parts"]:
-        lines.append(
-            f"| {part} | {before['parts'][part]:.3f} | {after['parts'][part]:.3f} | "
-            f"{before['chance'][part]:.3f} | {before['judge_accuracy'][part]:.3f} |"
-        )
-    lines.append(f"| **total** | **{before['total']:.3f}** | **{after['total']:.3f}** | | |")
+    lines = ["", f"## Quality ({quality['bench']}bench: score in [0, 1] with its 95 % interval, chance beside it)", ""]
+    lines += comparison_lines([("before", before), ("after", after)], quality.get("difference"), "after - before")
     for r in per_pass or []:
-        if "total" in r:
-            lines.append(f"\nAfter pass {r['index']} ({r['pass']}): total {r['total']:.3f}")
+        if "total" in r or "valid" in r:
+            lines.append(f"\nAfter pass {r['index']} ({r['pass']}): total {fmt_score(r)}")
     return lines
 
 
@@ -127,6 +118,11 @@ def pass_section(record: dict[str, Any]) -> list[str]:
     recovery = report.get("recovery")
     if recovery:
         lines += recovery_lines(recovery)
+    own = pass_quality_lines(report)
+    if own:
+        if not lines:
+            lines += ["", f"## Pass {record['index']}: {record['name']}"]
+        lines += own
     if record["name"] == "quantize" and "components" in report:
         lines += quantize_lines(record)
     figures = report.get("figures") or {}
@@ -194,12 +190,9 @@ def quantize_lines(record: dict[str, Any]) -> list[str]:
         )
     bench = r.get("minibench")
     if bench:
-        f, q = bench["float"], bench["simulated"]
-        lines += ["", "MiniBench, float weights vs the simulated pipeline (same prompts and seed):", "",
-                  "| part | float | simulated | chance |", "|---|---:|---:|---:|"]  # fmt: skip
-        for part in f["parts"]:
-            lines.append(f"| {part} | {f['parts'][part]:.3f} | {q['parts'][part]:.3f} | {f['chance'][part]:.3f} |")
-        lines.append(f"| **total** | **{f['total']:.3f}** | **{q['total']:.3f}** | |")
+        lines += ["", "MiniBench, float weights vs the simulated pipeline (same prompts and seed):", ""]
+        lines += comparison_lines([("float", bench["float"]), ("simulated", bench["simulated"])],
+                                  bench.get("difference"), "simulated - float")  # fmt: skip
     return lines
 
 
@@ -227,9 +220,10 @@ def recovery_lines(recovery: dict[str, Any]) -> list[str]:
         )
     scores = recovery.get("minibench") or []
     if scores:
-        lines += ["", "| MiniBench after | total | " + " | ".join(scores[0]["parts"]) + " |"]
-        lines.append("|---|---:|" + "---:|" * len(scores[0]["parts"]))
+        lines += ["", "| MiniBench after | total | total minus the teacher's | " + " | ".join(PARTS_ORDER) + " |"]
+        lines.append("|---|---:|---:|" + "---:|" * len(PARTS_ORDER))
         for r in scores:
-            parts = " | ".join(f"{v:.3f}" for v in r["parts"].values())
-            lines.append(f"| {r['after']} | {r['total']:.3f} | {parts} |")
+            parts = " | ".join("" if r.get("parts", {}).get(p) is None else f"{r['parts'][p]:.3f}"
+                               for p in PARTS_ORDER)  # fmt: skip
+            lines.append(f"| {r['after']} | {fmt_score(r)} | {fmt_delta(r.get('difference'), 'total')} | {parts} |")
     return lines

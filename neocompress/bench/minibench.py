@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neocompress.bench.confidence import LEVEL, Evidence, intervals, paired_difference
 from neocompress.bench.judges import Judges, prepare, verdicts
 from neocompress.bench.tracking import judge_motion, palette_labels
 from neocompress.world import (
@@ -72,7 +73,12 @@ PARTS: tuple[str, ...] = (
     "temporal_consistency",
     "distribution",
 )
-DEFAULT_NUM_PROMPTS = 64
+# 320 prompts: builtin:tiny measured a total half-width of 0.029 at 128 prompts, so 0.029 * sqrt(128 / 320) ~ 0.018,
+# under the 0.02 that tells a 3 % loss from none (`neocompress eval builtin:tiny --prompts 128 --json`).
+DEFAULT_NUM_PROMPTS = 320
+# Bumped whenever a change to the prompts or the scoring rules changes what a run scores: remembered results
+# (`neocompress.analysis.score_cache`) of another version are not reused.
+MINIBENCH_VERSION = 2
 DEFAULT_BATCH_SIZE = 16
 TWO_OBJECT_SHARE = 0.25
 # Parts whose chance level is measured on uniform noise (stored in the judges' record) rather than analytic.
@@ -248,18 +254,25 @@ def colour_chance(scenes: Sequence[SceneSpec]) -> float:
 
 @dataclass(frozen=True)
 class Scores:
-    """The parts of one scoring, and the per-item evidence behind them (for tests and debugging)."""
+    """The parts of one scoring, and the per-item evidence behind them (for intervals, tests and debugging)."""
 
     parts: dict[str, float]
     per_object: dict[str, list[bool]]  # colour, shape, direction, speed
     per_video: dict[str, list[float]]  # background (0/1), temporal_consistency
+    evidence: Evidence | None = None
 
 
 def score_videos(
-    generated: torch.Tensor, real: torch.Tensor, scenes: Sequence[SceneSpec], judges: Judges, seed: int = 0
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    scenes: Sequence[SceneSpec],
+    judges: Judges,
+    seed: int = 0,
+    finite: Sequence[bool] | None = None,
 ) -> Scores:
     """Score generated videos of `scenes` against real videos of the same scenes (both [B, 3, F, H, W]);
-    `seed` seeds the noise videos of the distribution part's floor."""
+    `seed` seeds the noise videos of the distribution part's floor; `finite` says which generated videos were
+    all finite before they were made scoreable (default: all)."""
     if len(generated) != len(scenes) or len(real) != len(scenes):
         raise ValueError(f"{len(generated)} generated and {len(real)} real videos for {len(scenes)} scenes")
     gen, ref = prepare(generated), prepare(real)
@@ -267,9 +280,11 @@ def score_videos(
     noise_out = judges(noise_videos(len(ref), ref.shape[2], ref.shape[-1], seed))
     judged = verdicts(gen_out, scenes)
     per_object: dict[str, list[bool]] = {"colour": [], "shape": [], "direction": [], "speed": []}
+    object_video: list[int] = []
     for i, (scene, verdict) in enumerate(zip(scenes, judged, strict=True)):
         per_object["colour"] += verdict.colour
         per_object["shape"] += verdict.shape
+        object_video += [i] * len(scene.objects)
         labels = palette_labels(gen[i])
         for obj, motion in zip(scene.objects, judge_motion(gen[i], scene.objects, labels), strict=True):
             per_object["direction"].append(motion.direction_ok(obj))
@@ -282,7 +297,17 @@ def score_videos(
     parts["background"] = float(np.mean(per_video["background"]))
     parts["temporal_consistency"] = float(np.mean(per_video["temporal_consistency"]))
     parts["distribution"] = distribution_score(gen_out["features"], ref_out["features"], noise_out["features"])
-    return Scores(parts={name: parts[name] for name in PARTS}, per_object=per_object, per_video=per_video)
+    evidence = Evidence(
+        object_video=np.asarray(object_video, dtype=np.int64),
+        hits={k: np.asarray(v, dtype=np.float64) for k, v in per_object.items()},
+        per_video={k: np.asarray(v, dtype=np.float64) for k, v in per_video.items()},
+        features=gen_out["features"].detach().double().numpy(),
+        reference=ref_out["features"].detach().double().numpy(),
+        noise=noise_out["features"].detach().double().numpy(),
+        finite=np.ones(len(scenes), dtype=bool) if finite is None else np.asarray(finite, dtype=bool),
+    )
+    return Scores(parts={name: parts[name] for name in PARTS}, per_object=per_object, per_video=per_video,
+                  evidence=evidence)  # fmt: skip
 
 
 # --- the benchmark ----------------------------------------------------------------------------------------------
@@ -290,7 +315,13 @@ def score_videos(
 
 @dataclass
 class MiniBenchResult:
-    """One MiniBench run. `to_json()` is the stable interface; the rest is for reports and debugging."""
+    """One MiniBench run. `to_json()` is the stable interface; the rest is for reports and debugging.
+
+    `interval` holds each part's and the total's 95 % bootstrap interval over prompts (`confidence`). A run in
+    which any generated video held a NaN or an infinity is *invalid*: its videos were made scoreable to finish
+    the run, but `valid` is False, `nonfinite_videos` counts them, and the JSON carries no scores, so a broken
+    pipeline can never pass for a grey one.
+    """
 
     total: float
     parts: dict[str, float]
@@ -300,33 +331,71 @@ class MiniBenchResult:
     seed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     scores: Scores | None = None
+    interval: dict[str, list[float]] = field(default_factory=dict)
+    nonfinite_videos: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.nonfinite_videos == 0
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the total's interval: the resolution at which two results can be told apart."""
+        lo, hi = self.interval.get("total", (math.nan, math.nan))
+        return (hi - lo) / 2
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly {"total", "parts", "chance", "judge_accuracy"}, every number a float in [0, 1]."""
+        """{"total", "parts", "interval", "level", "chance", "judge_accuracy", "prompts", "valid",
+        "nonfinite_videos"}: scores in [0, 1] (None in an invalid run), intervals as [low, high]."""
+        scored = self.valid
         return {
-            "total": float(self.total),
-            "parts": {k: float(self.parts[k]) for k in PARTS},
+            "total": float(self.total) if scored else None,
+            "parts": {k: float(self.parts[k]) if scored else None for k in PARTS},
+            "interval": {k: [float(v) for v in self.interval[k]] for k in ("total", *PARTS)} if scored else None,
+            "level": LEVEL,
             "chance": {k: float(self.chance[k]) for k in PARTS},
             "judge_accuracy": {k: float(self.judge_accuracy[k]) for k in PARTS},
+            "prompts": len(self.prompts),
+            "valid": scored,
+            "nonfinite_videos": int(self.nonfinite_videos),
         }
 
+    def difference(self, before: MiniBenchResult) -> dict[str, dict[str, Any]]:
+        """This result minus `before`, per part and total, with the paired bootstrap interval of each difference.
+
+        Both must score the same prompts with the same seed (then their videos pair up one to one) and be valid.
+        """
+        if self.prompts != before.prompts or self.seed != before.seed:
+            raise ValueError("a MiniBench difference needs two runs on the same prompts and seed")
+        if not (self.valid and before.valid):
+            raise ValueError("a MiniBench difference needs two valid runs (no NaN or infinite videos)")
+        assert self.scores is not None and before.scores is not None
+        assert self.scores.evidence is not None and before.scores.evidence is not None
+        return paired_difference(before.scores.evidence, self.scores.evidence)
+
     def table(self, title: str = "MiniBench") -> Any:
-        """A rich Table: each part's score beside its chance level and the judge's accuracy on real videos."""
+        """A rich Table: each part's score and interval beside its chance level and the judge's accuracy."""
         from rich.table import Table
 
         table = Table(title=f"{title} ({len(self.prompts)} prompts, seed {self.seed})")
         table.add_column("part")
         table.add_column("score", justify="right")
+        table.add_column(f"{LEVEL:.0%} interval", justify="right")
         table.add_column("chance", justify="right")
         table.add_column("judge on real", justify="right")
-        for name in PARTS:
-            table.add_row(
-                name, f"{self.parts[name]:.3f}", f"{self.chance[name]:.3f}", f"{self.judge_accuracy[name]:.3f}"
-            )
         chance_total = float(np.mean([self.chance[k] for k in PARTS]))
         real_total = float(np.mean([self.judge_accuracy[k] for k in PARTS]))
+        if not self.valid:
+            table.add_row("[bold red]INVALID[/]", f"{self.nonfinite_videos} of {len(self.prompts)} videos", "NaN/inf")
+            return table
+        for name in PARTS:
+            lo, hi = self.interval[name]
+            table.add_row(name, f"{self.parts[name]:.3f}", f"{lo:.3f}-{hi:.3f}", f"{self.chance[name]:.3f}",
+                          f"{self.judge_accuracy[name]:.3f}")  # fmt: skip
         table.add_section()
-        table.add_row("[bold]total[/]", f"[bold]{self.total:.3f}[/]", f"{chance_total:.3f}", f"{real_total:.3f}")
+        lo, hi = self.interval["total"]
+        table.add_row("[bold]total[/]", f"[bold]{self.total:.3f}[/]", f"{lo:.3f}-{hi:.3f}", f"{chance_total:.3f}",
+                      f"{real_total:.3f}")  # fmt: skip
         return table
 
 
@@ -346,24 +415,27 @@ def generate_videos(
     batch_size: int | None,
     frames: int,
     progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Call generate_fn in chunks (chunk k gets seed `seed + k`) and check what comes back."""
+) -> tuple[torch.Tensor, list[bool]]:
+    """Call generate_fn in chunks (chunk k gets seed `seed + k`) and check what comes back: the videos, and per
+    video whether it was all finite (non-finite values are replaced so the run can finish, and counted)."""
     size = batch_size if batch_size else len(prompts)
     chunks = []
+    finite: list[bool] = []
     for k, start in enumerate(range(0, len(prompts), size)):
         batch = list(prompts[start : start + size])
         videos = generate_fn(batch, seed + k)
         if not isinstance(videos, torch.Tensor) or videos.ndim != 5 or videos.shape[:3] != (len(batch), 3, frames):
             got = tuple(videos.shape) if isinstance(videos, torch.Tensor) else type(videos).__name__
             raise ValueError(f"generate_fn must return videos [{len(batch)}, 3, {frames}, H, W], got {got}")
-        # A broken pipeline may emit NaN/inf: score it (as grey) rather than crash the benchmark.
-        chunks.append(torch.nan_to_num(videos.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=-1.0))
+        videos = videos.detach().float().cpu()
+        finite += torch.isfinite(videos).flatten(1).all(1).tolist()
+        chunks.append(torch.nan_to_num(videos, nan=0.0, posinf=1.0, neginf=-1.0))
         if progress is not None:
             progress(min(start + size, len(prompts)), len(prompts))
     sizes = {tuple(c.shape[3:]) for c in chunks}
     if len(sizes) > 1:
         raise ValueError(f"generate_fn returned videos of different sizes: {sorted(sizes)}")
-    return torch.cat(chunks)
+    return torch.cat(chunks), finite
 
 
 def run_minibench(
@@ -394,11 +466,14 @@ def run_minibench(
     scenes = select_scenes(num_prompts, config)
     prompts = [caption(s) for s in scenes]
     t0 = time.perf_counter()
-    generated = generate_videos(generate_fn, prompts, seed, batch_size, config.frames, progress)
+    generated, finite = generate_videos(generate_fn, prompts, seed, batch_size, config.frames, progress)
     t1 = time.perf_counter()
     real = render_captions(prompts, seed, config, REFERENCE_SALT)
-    scores = score_videos(generated, real, scenes, judges, seed)
+    scores = score_videos(generated, real, scenes, judges, seed, finite)
+    assert scores.evidence is not None
     t2 = time.perf_counter()
+    bounds = intervals(scores.evidence)
+    t3 = time.perf_counter()
     parts = scores.parts
     accuracy = judges.judge_accuracy
     return MiniBenchResult(
@@ -408,8 +483,10 @@ def run_minibench(
         judge_accuracy={k: float(accuracy.get(k, math.nan)) for k in PARTS},
         prompts=prompts,
         seed=seed,
-        timings={"generate_s": t1 - t0, "score_s": t2 - t1},
+        timings={"generate_s": t1 - t0, "score_s": t2 - t1, "interval_s": t3 - t2},
         scores=scores,
+        interval=bounds,
+        nonfinite_videos=finite.count(False),
     )
 
 

@@ -14,6 +14,7 @@ import torch
 
 from neocompress.analysis.quality import MiniBenchInstrument, minibench
 from neocompress.analysis.report import write_report
+from neocompress.analysis.score_cache import ScoreCache
 from neocompress.core import distributed
 from neocompress.core.atomic import atomic_directory, refuse_existing
 from neocompress.core.cache import PassCache
@@ -66,6 +67,7 @@ def apply_recipe(
         instruments=list(instruments or []),
         device=device,
         dtype=dtype,
+        scores=ScoreCache(Path(cache_dir) / "minibench" if cache_dir is not None else None),
     )
     # Hashing the source reads every byte of a checkpoint: only worth it when there is a cache to look up.
     base_key = family.source_key(m.model.source, dtype=dtype, seed=m.model.seed) if ctx.cache is not None else None
@@ -80,7 +82,7 @@ def apply_recipe(
 
     ev = m.evaluate
     if ev is not None and ev.per_pass:
-        ctx.instruments.append(MiniBenchInstrument(family, prompts=ev.prompts, seed=ev.seed))
+        ctx.instruments.append(MiniBenchInstrument(family, prompts=ev.prompts, seed=ev.seed, cache=ctx.scores))
     manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=load_saved)
 
     base_summary = (recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source)).summary()
@@ -91,11 +93,10 @@ def apply_recipe(
         return ApplyOutcome(out, run, {})
     quality = None
     if ev is not None:  # the paper's way: the benchmark before and after the recipe
-        quality = {
-            "bench": ev.bench,
-            "before": minibench(family, load_base(), prompts=ev.prompts, seed=ev.seed),
-            "after": minibench(family, run.ir, prompts=ev.prompts, seed=ev.seed),
-        }
+        before = minibench(family, load_base(), prompts=ev.prompts, seed=ev.seed, cache=ctx.scores)
+        after = minibench(family, run.ir, prompts=ev.prompts, seed=ev.seed, cache=ctx.scores)
+        quality = {"bench": ev.bench, "before": before, "after": after,
+                   "difference": ctx.scores.difference(before, after)}  # fmt: skip
     figures = _collect_figures(run.records)
     manifest = {
         "format": "neocompress-pipeline",

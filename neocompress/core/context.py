@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
+    from neocompress.analysis.score_cache import ScoreCache
     from neocompress.core.cache import PassCache
     from neocompress.core.instruments import Instrument
     from neocompress.data.prompts import PromptSets
@@ -32,6 +33,8 @@ class PassContext:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     pass_index: int = 0  # the running pass's position in the recipe (set by the manager; names its scratch)
+    # Remembered MiniBench results: a pass's "before" is answered by the previous pass's "after".
+    scores: ScoreCache = field(default_factory=lambda: _memory_scores())
 
     @classmethod
     def for_planning(cls, *, seed: int = 0, target: Any = None) -> PassContext:
@@ -47,3 +50,10 @@ class PassContext:
         d = self.work_dir / f"{self.pass_index if index is None else index:02d}-{pass_name}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+
+def _memory_scores() -> ScoreCache:
+    """An in-memory score cache (imported late: the analysis layer sits above the core)."""
+    from neocompress.analysis.score_cache import ScoreCache
+
+    return ScoreCache()

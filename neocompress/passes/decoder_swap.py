@@ -175,7 +175,7 @@ class DecoderSwap(Pass):
         clips = self._clip_files(ir)  # a bad video folder fails here, before anything is sampled or trained
         quality: dict[str, Any] = {}
         if cfg.minibench:
-            quality["before"] = minibench_of(ir, cfg.minibench, ctx.seed)
+            quality["before"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
         norm = ir["vae_decoder"].extras["latent_norm"]
         data = self._data(ir, ctx, clips, norm)
         sub = self._swap(ir)  # refused here, before any training, if the new decoder breaks the interface
@@ -217,7 +217,8 @@ class DecoderSwap(Pass):
             "notes": list(result.notes),
         }  # fmt: skip
         if cfg.minibench:
-            quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed)
+            quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
+            quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
         return PassResult(ir, True, report)
 

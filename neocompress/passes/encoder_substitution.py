@@ -31,6 +31,10 @@ from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.train.stage import StageConfig
 
+# Modes in which DistilT5's own weights stay as they start (only an adapter or LoRA trains): a student that is
+# not pretrained on text cannot be repaired by them.
+FROZEN_STUDENT_MODES = ("replace", "extend", "lora")
+
 
 class StudentConfig(PassConfig):
     replacement: str = Field("distil_t5", description="the registered replacement component for T5")
@@ -40,6 +44,11 @@ class StudentConfig(PassConfig):
     width: int | None = Field(None, ge=1, description="DistilT5's projection width (default: T5's own width)")
     checkpoint: str | None = Field(
         None, description="a DistilT5 folder (config.json + model.safetensors) to start from, e.g. one trained on text"
+    )
+    random_init: bool = Field(
+        False,
+        description="accept a seeded random DistilT5 in the modes that freeze it (replace, extend, lora): only for "
+        "tests and smoke runs, whose quality does not matter",
     )
 
 
@@ -93,6 +102,13 @@ class EncoderSubstitutionConfig(PassConfig):
             raise ValueError("loss: mse and cos are both 0; nothing would train")
         if self.mode != "lora" and self.lora != LoraSettings():
             raise ValueError(f"lora: settings apply to mode lora, not {self.mode}")
+        frozen = self.mode in FROZEN_STUDENT_MODES and self.student.replacement == "distil_t5"
+        if frozen and self.student.checkpoint is None and not self.student.random_init:
+            raise ValueError(
+                f"mode {self.mode} trains only the {'LoRA' if self.mode == 'lora' else 'ContextAdapter'} around "
+                "DistilT5, so a randomly initialised DistilT5 cannot give a good text path: set student.checkpoint "
+                "to a DistilT5 folder trained on text (config.json + model.safetensors), or use mode: trainable"
+            )
         return self
 
 
@@ -207,13 +223,14 @@ class EncoderSubstitution(Pass):
         before = self.snapshot(ir)
         quality: dict[str, Any] = {}
         if cfg.minibench:
-            quality["before"] = minibench_of(ir, cfg.minibench, ctx.seed)
+            quality["before"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
         probe = _probe_calls(ir, heldout, cfg.probe_steps, ctx.seed)  # the teacher pipeline's own calls
         sub, new, embedder = self._swap(ir)  # refused here, before any training, if the interface breaks
         report = distil_text(cfg, ir, sub, new, embedder, train_prompts, heldout, probe, ctx)
         sub.release()
         if cfg.minibench:
-            quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed)
+            quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
+            quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
         report["params_before"], report["params_after"] = before, self.snapshot(ir)
         report["text_path_params"] = {

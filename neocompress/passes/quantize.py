@@ -220,7 +220,7 @@ class Quantize(Pass):
             report["latents_sqnr_db"] = sqnr_db(held_latents, quant_latents)
             report["video_sqnr_db"] = sqnr_db(floating.decode(held_latents), simulated.decode(quant_latents))
         if cfg.minibench:
-            report["minibench"] = _minibench_float_vs_simulated(family, ir, cfg.minibench, ctx.seed)
+            report["minibench"] = _minibench_float_vs_simulated(family, ir, cfg.minibench, ctx.seed, ctx.scores)
         return PassResult(ir, True, report)
 
     def _denoiser(self, ir: PipelineIR, captured: Any, held: Any, precision_name: str,
@@ -287,11 +287,11 @@ class Quantize(Pass):
             raise VerificationError("quantize: no simulated denoiser graph was attached")
 
 
-def _minibench_float_vs_simulated(family: Any, ir: PipelineIR, prompts: int, seed: int) -> dict[str, Any]:
+def _minibench_float_vs_simulated(family: Any, ir: PipelineIR, prompts: int, seed: int,
+                                  cache: Any) -> dict[str, Any]:  # fmt: skip
     """MiniBench of the float pipeline and of the simulated one, on the same prompts and seed."""
     from neocompress.analysis.quality import minibench
 
-    return {
-        "float": minibench(family, ir, prompts=prompts, seed=seed, simulated=False),
-        "simulated": minibench(family, ir, prompts=prompts, seed=seed),
-    }
+    float_score = minibench(family, ir, prompts=prompts, seed=seed, simulated=False, cache=cache)
+    simulated = minibench(family, ir, prompts=prompts, seed=seed, cache=cache)
+    return {"float": float_score, "simulated": simulated, "difference": cache.difference(float_score, simulated)}

@@ -180,8 +180,8 @@ class StepDistill(Pass):
             data = teacher_latents(pipe, train_prompts, cfg.samples, seed=ctx.seed, schedule=teacher_schedule)
         quality: dict[str, Any] = {}
         if cfg.minibench:
-            quality["teacher"] = minibench_of(ir, cfg.minibench, ctx.seed, teacher_schedule)
-            quality["undistilled_at_target"] = minibench_of(ir, cfg.minibench, ctx.seed, target)
+            quality["teacher"] = minibench_of(ir, cfg.minibench, ctx.seed, teacher_schedule, ctx.scores)
+            quality["undistilled_at_target"] = minibench_of(ir, cfg.minibench, ctx.seed, target, ctx.scores)
         seeds = [ctx.seed + 1000 + k for k in range(cfg.heldout_seeds)]
         reference = teacher_reference(pipe, held_prompts, seeds, teacher_schedule)
         distance = {"undistilled": few_step_distance(pipe, held_prompts, seeds, target, reference)}
@@ -209,7 +209,11 @@ class StepDistill(Pass):
         pipe = family.pipeline(ir)
         distance["student"] = few_step_distance(pipe, held_prompts, seeds, target, reference)
         if cfg.minibench:
-            quality["student"] = minibench_of(ir, cfg.minibench, ctx.seed, target)
+            quality["student"] = minibench_of(ir, cfg.minibench, ctx.seed, target, ctx.scores)
+            quality["student_minus_teacher"] = ctx.scores.difference(quality["teacher"], quality["student"])
+            quality["student_minus_undistilled"] = ctx.scores.difference(
+                quality["undistilled_at_target"], quality["student"]
+            )
         curve = plot_losses(result.history, out_dir / "loss.png", "step_distill: Pyramidal DMD")
         den.provenance.append(Provenance(self.name, "modified", f"Pyramidal DMD, {cfg.train.steps} steps"))
         report: dict[str, Any] = {

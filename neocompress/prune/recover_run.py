@@ -51,7 +51,10 @@ class Recovery:
             return
         from neocompress.analysis.quality import minibench
 
-        score = minibench(self._family(), self.ir, prompts=self.config.evaluate, seed=self.ctx.seed)
+        score = minibench(self._family(), self.ir, prompts=self.config.evaluate, seed=self.ctx.seed,
+                          cache=self.ctx.scores)  # fmt: skip
+        if self.quality:  # every later score beside the first (the teacher's), as a paired difference
+            score = {**score, "difference": self.ctx.scores.difference(self.quality[0], score)}
         self.quality.append({"after": label, **score})
 
     def before_cut(self) -> None:
@@ -63,7 +66,9 @@ class Recovery:
         else:
             pipeline = self._family().pipeline(self.ir)
             self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
-        # MiniBench of the teacher is the recipe's `evaluate:` "before"; scoring it here again would repeat it
+        # The teacher's MiniBench is usually the previous pass's "after" (or the recipe's "before"): remembered, so
+        # it costs nothing here, and every later score is reported as a difference from it.
+        self._score("before")
 
     def after_cut(self, kept: list[int], out_dir: Path) -> dict[str, Any]:
         assert self.teacher is not None and self.data is not None, "before_cut must run first"

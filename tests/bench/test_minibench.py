@@ -30,10 +30,11 @@ from neocompress.bench.minibench import (
 from neocompress.bench.tracking import classify_motion, judge_motion, track
 from neocompress.bench.train_judges import JudgeTrainingConfig, train_judges
 from neocompress.cli.eval import command as eval_command
+from neocompress.cli.main import main
 from neocompress.world import COLOURS, World, WorldConfig, caption, to_tensor
 
 JUDGED = ("colour", "shape", "background")
-PROMPTS = 32  # per MiniBench run in these tests (the default is 64)
+PROMPTS = 32  # per MiniBench run in these tests (the default is 320)
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +180,14 @@ def test_chance_levels(noise_result):
 def test_json_schema_is_exact(real_result, noise_result):
     for result in (real_result, noise_result):
         data = json.loads(json.dumps(result.to_json()))
-        assert set(data) == {"total", "parts", "chance", "judge_accuracy"}
+        assert set(data) == {"total", "parts", "interval", "level", "chance", "judge_accuracy", "prompts", "valid",
+                             "nonfinite_videos"}  # fmt: skip
+        assert data["valid"] is True and data["nonfinite_videos"] == 0 and data["level"] == 0.95
         assert isinstance(data["total"], float) and 0.0 <= data["total"] <= 1.0
+        assert list(data["interval"]) == ["total", *PARTS]
+        for name, (lo, hi) in data["interval"].items():
+            point = data["total"] if name == "total" else data["parts"][name]
+            assert 0.0 <= lo <= point + 1e-9 and point - 1e-9 <= hi <= 1.0, (name, lo, point, hi)
         for key in ("parts", "chance", "judge_accuracy"):
             assert list(data[key]) == list(PARTS)
             assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in data[key].values()), (key, data[key])
@@ -263,10 +270,26 @@ def test_cli_eval_on_builtin_tiny():
     result = runner.invoke(eval_command, ["builtin:tiny", "--bench", "mini", "--prompts", "3", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(data) == {"total", "parts", "chance", "judge_accuracy"}
-    assert 0.0 <= data["total"] <= 1.0
+    assert {"total", "parts", "interval", "chance", "judge_accuracy", "valid"} <= set(data)
+    assert 0.0 <= data["total"] <= 1.0 and data["valid"] and data["prompts"] == 3
     for key in ("parts", "chance", "judge_accuracy"):
         assert set(data[key]) == set(PARTS) and all(0.0 <= v <= 1.0 for v in data[key].values())
+
+
+def test_cli_eval_against_reports_the_paired_difference(capsys):
+    runner = CliRunner()
+    args = ["builtin:tiny", "--prompts", "4", "--first-steps", "2,2,2", "--later-steps", "1,1,1"]
+    result = runner.invoke(eval_command, [*args, "--against", "builtin:tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["against"]["source"] == "builtin:tiny" and data["against"]["total"] == data["total"]
+    assert set(data["difference"]) == {*PARTS, "total"}
+    assert all(d["delta"] == 0.0 and d["interval"] == [0.0, 0.0] for d in data["difference"].values())
+    table = runner.invoke(eval_command, [*args, "--against", "builtin:tiny"])
+    assert table.exit_code == 0 and "builtin:tiny minus builtin:tiny" in table.stdout
+    assert "no change shown" in table.stdout
+    assert main(["eval", *args, "--against", "/nonexistent/pipeline"]) == 2  # before any model is loaded
+    assert "/nonexistent/pipeline" in capsys.readouterr().err
 
 
 def test_cli_eval_table_and_errors():

@@ -94,9 +94,18 @@ def test_evaluate_section_puts_minibench_before_and_after_in_the_report(tmp_path
     quality = report["quality"]
     for side in ("before", "after"):
         score = quality[side]
-        assert set(score) == {"total", "parts", "chance", "judge_accuracy", "seconds"}
+        assert {"total", "parts", "interval", "chance", "judge_accuracy", "seconds", "valid", "score_key"} <= set(score)
         assert all(0.0 <= v <= 1.0 for v in score["parts"].values()) and 0.0 <= score["total"] <= 1.0
     per_pass = outcome.manifest["instruments"]["minibench_per_pass"]
     assert [r["pass"] for r in per_pass] == ["remove_blocks"] and "total" in per_pass[0]
+    # The recipe's "after" is the pipeline the last pass left, already scored by the per-pass instrument: reused.
+    assert quality["after"].get("reused") is True and "reused" not in per_pass[0]
+    assert quality["after"]["total"] == per_pass[0]["total"]
+    assert set(quality["difference"]) == {*quality["before"]["parts"], "total"}
+    assert (tmp_path / "cache" / "minibench" / f"{quality['before']['score_key']}.safetensors").is_file()
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Quality (minibench" in md and "| colour |" in md and "After pass 0 (remove_blocks)" in md
+    assert "after - before" in md and "bootstrap intervals" in md
+    # A second run from the cache scores nothing again: both sides come from the remembered results.
+    again = apply_recipe(recipe, cache_dir=tmp_path / "cache", force=True)
+    assert again.manifest["quality"]["before"].get("reused") is True

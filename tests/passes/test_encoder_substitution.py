@@ -20,7 +20,8 @@ from neocompress.recipe import load_recipe
 from neocompress.recipe.schema import PromptSet
 
 FAMILY = get_family("pyramid-flow")
-SMALL = "student: {encoder: {d_model: 32, d_kv: 16, d_ff: 64, num_layers: 2, num_heads: 2}}"
+# random_init: a seeded, untrained DistilT5 is refused in the frozen modes unless asked for; fine for these checks
+SMALL = "student: {encoder: {d_model: 32, d_kv: 16, d_ff: 64, num_layers: 2, num_heads: 2}, random_init: true}"
 
 
 def _prompt_file(tmp: Path, n: int = 40) -> Path:
@@ -136,13 +137,13 @@ def test_missing_or_empty_prompt_file_fails_before_training(tmp_path, monkeypatc
     if content is not None:
         path.write_text(content)
     monkeypatch.setattr("neocompress.distill.text_run.train", lambda *a, **k: pytest.fail("trained"))
-    p = EncoderSubstitution(EncoderSubstitutionConfig())
+    p = EncoderSubstitution(EncoderSubstitutionConfig(mode="trainable"))
     with pytest.raises(UserInputError, match="prompt"):
         p.run(FAMILY.load("builtin:tiny"), _ctx(tmp_path, str(path)))
 
 
 def test_too_few_prompts_for_the_heldout_is_refused(tmp_path) -> None:
-    p = EncoderSubstitution(EncoderSubstitutionConfig(heldout=8))
+    p = EncoderSubstitution(EncoderSubstitutionConfig(mode="trainable", heldout=8))
     with pytest.raises(UserInputError, match="holding out 8"):
         p.run(FAMILY.load("builtin:tiny"), _ctx(tmp_path, str(_prompt_file(tmp_path, 5))))
 
@@ -151,7 +152,28 @@ def test_config_errors() -> None:
     with pytest.raises(ValueError, match="both 0"):
         EncoderSubstitutionConfig(loss={"mse": 0, "cos": 0})
     with pytest.raises(ValueError, match="mode lora"):
-        EncoderSubstitutionConfig(mode="replace", lora={"r": 4})
+        EncoderSubstitutionConfig(mode="replace", lora={"r": 4}, student={"random_init": True})
+
+
+@pytest.mark.parametrize("mode", ["replace", "extend", "lora"])
+def test_a_frozen_random_distil_t5_is_refused_naming_student_checkpoint(mode) -> None:
+    """Only the adapter (or LoRA) trains in these modes: from a random DistilT5 the text path cannot be good."""
+    with pytest.raises(ValueError, match="student.checkpoint"):
+        EncoderSubstitutionConfig(mode=mode)
+    EncoderSubstitutionConfig(mode=mode, student={"checkpoint": "somewhere/distil-t5"})  # accepted
+    EncoderSubstitutionConfig(mode="trainable")  # DistilT5 trains too: nothing to refuse
+
+
+def test_the_refusal_reaches_the_user_at_recipe_load_with_its_line(tmp_path, capsys) -> None:
+    from neocompress.cli.main import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {family: pyramid-flow, source: builtin:tiny}\ndata:\n  prompts:\n"
+                      "    distillation: {source: builtin:world, count: 20}\npasses:\n"
+                      "  - name: encoder_substitution\n    mode: replace\noutput: out\n")  # fmt: skip
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "student.checkpoint" in err and "r.yaml:6 (passes[0])" in err, err
 
 
 def test_plan_shows_the_full_size_text_path() -> None:
@@ -159,7 +181,8 @@ def test_plan_shows_the_full_size_text_path() -> None:
     from neocompress.core.context import PassContext as Ctx
 
     ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
-    result = EncoderSubstitution(EncoderSubstitutionConfig()).plan(ir, Ctx.for_planning())
+    config = EncoderSubstitutionConfig(student={"checkpoint": "not/there/yet"})  # a plan needs no weights
+    result = EncoderSubstitution(config).plan(ir, Ctx.for_planning())
     before, after = result.report["params_before"], result.report["params_after"]
     assert before["t5"] > 4.7e9 and 2.5e8 < after["t5"] < 2.7e8
     assert before["denoiser"] - after["denoiser"] == 4096 * 1536 + 1536

@@ -42,11 +42,14 @@ def test_every_stage_gets_one_padded_graph_close_to_float(applied) -> None:
     shapes = [(g["stage"], len(g["clips"])) for g in report["graphs"]]
     assert sorted(shapes) == [(0, 2), (1, 2), (2, 2)]  # the later frame's one history slot + the current clip
     assert set(report["sqnr_db_per_stage"]) == {"0", "1", "2"}
-    assert all(v > 10 for v in report["sqnr_db_per_stage"].values()), report["sqnr_db_per_stage"]  # held out
+    # Floors a few dB under what this test measures (held out per stage 27.1 / 37.5 / 41.7 dB; on calibration
+    # calls 46.9 / 46.7 / 47.0; sampled latents 30.0, decoded video 26.4): a regression of a few dB fails here.
+    floors = {"0": 24, "1": 34, "2": 38}
+    assert all(v > floors[k] for k, v in report["sqnr_db_per_stage"].items()), report["sqnr_db_per_stage"]
     for g in report["graphs"]:  # on its own calibration calls a graph is closer than on prompts it never saw
-        assert g["sqnr_db"] > 30 and g["heldout_calls"] > 0 and g["heldout_sqnr_db"] < g["sqnr_db"], g
-    assert report["latents_sqnr_db"] > 10 and report["heldout_prompts"] == 1
-    assert report["video_sqnr_db"] > 10
+        assert g["sqnr_db"] > 43 and g["heldout_calls"] > 0 and g["heldout_sqnr_db"] < g["sqnr_db"], g
+    assert report["latents_sqnr_db"] > 27 and report["heldout_prompts"] == 1
+    assert report["video_sqnr_db"] > 23
     assert report["float_layers"] == [  # what the Pyramid-Flow adapter declares: the conditioning embedders
         "time_text_embed.timestep_embedder.linear_1", "time_text_embed.timestep_embedder.linear_2",
         "time_text_embed.text_embedder.linear_1", "time_text_embed.text_embedder.linear_2", "norm_out.linear"]
@@ -57,11 +60,14 @@ def test_the_decoder_and_the_text_encoders_are_simulated_too(applied) -> None:
     assert report["components"] == {"denoiser": "w8a16", "vae_decoder": "w8a16", "text_encoders": "fp16"}
     dec = report["vae_decoder"]
     assert dec["precision"] == "w8a16" and dec["calibration_calls"] == 2 and dec["heldout_calls"] == 1
-    assert dec["sqnr_db"] > 25 and dec["heldout_sqnr_db"] > 20, dec
+    assert dec["sqnr_db"] > 31 and dec["heldout_sqnr_db"] > 31, dec  # measured 34.4 / 34.2 dB
     text = report["text_encoders"]
-    assert set(text["sqnr_db"]) == {"clip_l", "clip_g", "t5"} and min(text["sqnr_db"].values()) > 40, text
+    assert set(text["sqnr_db"]) == {"clip_l", "clip_g", "t5"}
+    assert min(text["sqnr_db"].values()) > 53, text  # measured 56.6 dB and up
     bench = report["minibench"]
-    assert set(bench) == {"float", "simulated"} and bench["float"]["parts"].keys() == bench["simulated"]["parts"].keys()
+    assert set(bench) == {"float", "simulated", "difference"}
+    assert bench["float"]["parts"].keys() == bench["simulated"]["parts"].keys()
+    assert set(bench["difference"]) == {*bench["float"]["parts"], "total"}  # simulated minus float, paired
 
 
 def test_the_report_tables_every_graph(applied) -> None:

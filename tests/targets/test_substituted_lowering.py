@@ -22,7 +22,8 @@ STUDENT = {"encoder": {"d_model": 32, "d_kv": 16, "d_ff": 64, "num_layers": 2, "
 @pytest.fixture(scope="module")
 def substituted():
     ir = FAMILY.load("builtin:tiny-random")
-    EncoderSubstitution(EncoderSubstitutionConfig(mode="replace", student=STUDENT))._swap(ir)[0].release()
+    config = EncoderSubstitutionConfig(mode="replace", student={**STUDENT, "random_init": True})
+    EncoderSubstitution(config)._swap(ir)[0].release()
     DecoderSwap(DecoderSwapConfig(widths=[16, 16, 8, 8]))._swap(ir).release()
     assert type(ir["t5"].module).__name__ == "DistilT5" and not hasattr(ir["denoiser"].module, "context_embedder")
     assert type(ir["vae_decoder"].module).__name__ == "TAEHVDecoder"

@@ -12,6 +12,7 @@ token count or latent size is refused by the substitution check before anything 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from neocompress.ir import Component, PipelineIR
@@ -24,13 +25,15 @@ def build_distil_t5(ir: PipelineIR, options: dict[str, Any]) -> Component:
     """Options: `encoder` (T5 config overrides of the v1.1-base default), `width` (the projection's output, default
     T5's own width), `adapter` ({out_dim, hidden, layers}: a ContextAdapter after the projection), `max_length`
     (tokens; default the pipeline's), `checkpoint` (a DistilT5 folder: config.json + model.safetensors, whose
-    config replaces the options' and whose weights load strictly)."""
+    config replaces the options' and whose weights load strictly; a plan on a weightless skeleton whose checkpoint
+    folder is not there yet uses the v1.1-base shape, as the public DistilT5 has)."""
     from neocompress.models.pyramid_flow.distil_t5 import DistilT5, distil_t5_base_config, load_distil_t5
 
     s = ir.meta["spec"]
     teacher = ir["t5"]
     tokens = int(options.get("max_length") or s.text.t5_max_length)
-    if options.get("checkpoint"):
+    planning = teacher.module is not None and any(p.is_meta for p in teacher.module.parameters())
+    if options.get("checkpoint") and not (planning and not Path(options["checkpoint"]).is_dir()):
         module = load_distil_t5(options["checkpoint"])
         if options.get("adapter") and module.context_adapter is None:
             a = options["adapter"]
