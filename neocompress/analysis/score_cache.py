@@ -71,7 +71,6 @@ class ScoreCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else None
         self._memory: dict[str, tuple[dict[str, Any], Any]] = {}
-        self.hits = 0
 
     @staticmethod
     def key(ir: PipelineIR, settings: dict[str, Any]) -> str:
@@ -94,7 +93,6 @@ class ScoreCache:
         key = self.key(ir, settings)
         found = self._lookup(key)
         if found is not None:
-            self.hits += 1
             return {**found[0], SCORE_KEY: key, "reused": True}
         data, evidence = run()
         self._memory[key] = (data, evidence)

@@ -36,7 +36,7 @@ EVAL_SIZE = 64
 @click.command("eval")
 @click.argument("pipeline")
 @click.option("--bench", type=click.Choice(BENCHES), default="mini", show_default=True, help="Which benchmark.")
-@click.option("--prompts", "num_prompts", type=click.IntRange(min=1), default=None, help="Prompts (default 320: a total interval of about +-0.02).")
+@click.option("--prompts", "num_prompts", type=click.IntRange(min=1), default=None, help="Prompts (default 320).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Generation and reference seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Videos per call.")
 @click.option("--first-steps", default=None, help="Steps per stage for the first latent frame, e.g. 20,20,20.")
