@@ -74,3 +74,15 @@ def pass_quality_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"\nStudent minus undistilled, same steps: {fmt_delta(beside, 'total')} (total).")
         return lines
     return []
+
+
+def baseline_lines(report: dict[str, Any]) -> list[str]:
+    """A pass's technique beside its naive baselines on the same budget (`report["baselines"]`: label ->
+    {"minibench": result, optional "removed"}; the technique's own entry first)."""
+    baselines = report.get("baselines")
+    if not isinstance(baselines, dict) or not baselines:
+        return []
+    columns = [(label + (f" {entry['removed']}" if "removed" in entry else ""), entry["minibench"])
+               for label, entry in baselines.items()]  # fmt: skip
+    note = report.get("baselines_note", "the same budget")
+    return ["", f"MiniBench of the technique beside its naive baselines ({note}):", "", *comparison_lines(columns)]

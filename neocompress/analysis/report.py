@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from neocompress.analysis.quality_report import PARTS_ORDER, comparison_lines, fmt_delta, fmt_score, pass_quality_lines
+from neocompress.analysis.quality_report import (
+    PARTS_ORDER,
+    baseline_lines,
+    comparison_lines,
+    fmt_delta,
+    fmt_score,
+    pass_quality_lines,
+)
 from neocompress.analysis.target_report import target_lines
 
 
@@ -118,7 +125,7 @@ def pass_section(record: dict[str, Any]) -> list[str]:
     recovery = report.get("recovery")
     if recovery:
         lines += recovery_lines(recovery)
-    own = pass_quality_lines(report)
+    own = pass_quality_lines(report) + baseline_lines(report)
     if own:
         if not lines:
             lines += ["", f"## Pass {record['index']}: {record['name']}"]

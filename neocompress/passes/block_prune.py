@@ -52,6 +52,12 @@ class BlockPruneConfig(PassConfig):
     recovery: RecoveryConfig | None = Field(
         None, description="two-stage recovery training after the cut (stage1 fine-tune, stage2 distil; null: none)"
     )
+    baselines: list[Literal["random", "last"]] = Field(
+        default_factory=list,
+        description="also cut the same number of blocks at random / from the end and score each cut beside the "
+        "importance-chosen one with MiniBench (no recovery): what measuring importance buys",
+    )
+    baseline_prompts: int = Field(320, ge=8, le=100_000, description="MiniBench prompts per baseline score")
 
     @model_validator(mode="after")
     def _one_selection(self) -> BlockPruneConfig:
@@ -62,6 +68,8 @@ class BlockPruneConfig(PassConfig):
             raise ValueError(f"weights must be >= 0 and not all zero, got {self.weights}")
         if self.indices is not None and len(set(self.indices)) != len(self.indices):
             raise ValueError(f"indices must be unique, got {self.indices}")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines must be unique, got {self.baselines}")
         return self
 
 
@@ -128,6 +136,8 @@ class BlockPrune(Pass):
         refusal = family.minibench_refusal()
         if self.config.recovery is not None and self.config.recovery.evaluate and refusal:
             problems.append(Problem(f"{refusal} (set evaluate: null)", path="recovery.evaluate"))
+        if self.config.baselines and refusal:
+            problems.append(Problem(f"{refusal} (set baselines: [])", path="baselines"))
         return problems
 
     def data_needs(self) -> dict[str, str]:
@@ -148,6 +158,7 @@ class BlockPrune(Pass):
         importance, cached = self._importance(ir, ctx)
         ranking = importance.combined(cfg.weights)
         selection = self._select(ir, ranking)
+        baselines = self._baselines(ir, ctx, list(selection.removed)) if selection.removed else None
         recovery = None
         if cfg.recovery is not None and selection.removed:
             from neocompress.prune.recover_run import Recovery
@@ -181,11 +192,35 @@ class BlockPrune(Pass):
         }
         if recovered is not None:
             report["recovery"] = recovered
+        if baselines:
+            report["baselines"] = baselines
+            report["baselines_note"] = f"{len(selection.removed)} blocks cut, no recovery"
         if selection.removed:
             ir[cfg.component].provenance.append(
                 Provenance(self.name, "modified", f"importance-ranked; removed {list(selection.removed)}")
             )
         return PassResult(result.ir, bool(selection.removed), report)
+
+    def _baselines(self, ir: PipelineIR, ctx: Any, chosen: list[int]) -> dict[str, Any] | None:
+        """The importance cut and each configured naive cut of as many blocks, scored cut-only (see
+        `prune.baselines`); None when no baselines are configured."""
+        from neocompress.core.distributed import is_main
+
+        cfg = self.config
+        if not cfg.baselines or not is_main():
+            return None
+        from neocompress.analysis.quality import minibench
+        from neocompress.models.family import get_family
+        from neocompress.prune.baselines import score_baselines
+
+        family = get_family(ir.family)
+        comp = ir[cfg.component]
+        protected = resolve_protected(cfg.protect, len(comp.extras["block_adapter"].blocks(comp.module)))
+
+        def score(cut: PipelineIR) -> dict[str, Any]:
+            return minibench(family, cut, prompts=cfg.baseline_prompts, seed=ctx.seed, cache=ctx.scores)
+
+        return score_baselines(ir, cfg.component, list(cfg.baselines), chosen, protected, ctx.seed, score)
 
     def _importance(self, ir: PipelineIR, ctx: Any) -> tuple[BlockImportance, bool]:
         from neocompress.models.family import get_family

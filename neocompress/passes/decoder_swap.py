@@ -183,6 +183,8 @@ class DecoderSwap(Pass):
         train_data, held = data.split(cfg.heldout)
         native = native_decode(teacher, held.latents, norm)
         psnr_before = heldout_psnr(student, held, native, norm)
+        # The naive baseline: the pretrained decoder dropped in untouched (what fine-tuning it buys).
+        untouched = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if cfg.minibench else None
         out_dir = ctx.pass_dir(self.name)
         work = out_dir / f"train-{run_key(cfg.model_dump(mode='json'), data, ctx.seed)}"
         result = train_decoder(student, train_data, cfg.train, work, ctx.seed, norm, cfg.crop, cfg.crop_margin)
@@ -220,6 +222,9 @@ class DecoderSwap(Pass):
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
+            start = "pretrained, untouched" if cfg.checkpoint else "random init, untrained"
+            report["baselines"] = {"fine-tuned": {"minibench": quality["after"]}, start: {"minibench": untouched}}
+            report["baselines_note"] = f"the same decoder before its {cfg.train.steps} training steps"
         return PassResult(ir, True, report)
 
     def _clip_files(self, ir: PipelineIR) -> list[Any] | None:

@@ -226,12 +226,17 @@ class EncoderSubstitution(Pass):
             quality["before"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
         probe = _probe_calls(ir, heldout, cfg.probe_steps, ctx.seed)  # the teacher pipeline's own calls
         sub, new, embedder = self._swap(ir)  # refused here, before any training, if the interface breaks
+        # The naive baseline: the same student in place before distillation (what distilling it buys).
+        untrained = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if cfg.minibench else None
         report = distil_text(cfg, ir, sub, new, embedder, train_prompts, heldout, probe, ctx)
         sub.release()
         if cfg.minibench:
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
+            report["baselines"] = {"distilled": {"minibench": quality["after"]},
+                                   "the same student, undistilled": {"minibench": untrained}}  # fmt: skip
+            report["baselines_note"] = f"{cfg.mode} mode, before its {cfg.train.steps} training steps"
         report["params_before"], report["params_after"] = before, self.snapshot(ir)
         report["text_path_params"] = {
             "before": before["t5"] + (0 if report["keeps_embedder"] else sum(p.numel() for p in embedder.parameters())),

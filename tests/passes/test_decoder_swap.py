@@ -184,7 +184,7 @@ def test_starts_from_the_pretrained_tiny_taehv(tmp_path) -> None:
     """builtin:tiny-taehv (tools/build_tiny_taehv.py) decodes the miniature's latents near the native decoder
     before any fine-tuning; its config, not the pass's widths, sets the shape."""
     body = ("    checkpoint: builtin:tiny-taehv\n    videos: builtin:world\n    count: 8\n    heldout: 4\n"
-            "    train: {steps: 2, batch_size: 2, lr: 1.0e-5, warmup_steps: 0}\n")  # fmt: skip
+            "    minibench: 8\n    train: {steps: 2, batch_size: 2, lr: 1.0e-5, warmup_steps: 0}\n")  # fmt: skip
     f = tmp_path / "ckpt.yaml"
     f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n{body}output: {tmp_path / 'o'}\n")
     outcome = apply_recipe(load_recipe(f))
@@ -192,6 +192,12 @@ def test_starts_from_the_pretrained_tiny_taehv(tmp_path) -> None:
     assert r["initialised_from"] == "builtin:tiny-taehv" and r["decoder_config"]["widths"] == [64, 48, 32, 16]
     psnr_db = r["psnr_db"]
     assert psnr_db["before"]["vs_truth_db"] > psnr_db["native_vs_truth_db"] - 3.0, psnr_db
+    # Its naive baseline, the pretrained decoder untouched, is scored beside the fine-tuned one.
+    assert list(r["baselines"]) == ["fine-tuned", "pretrained, untouched"]
+    assert r["baselines"]["fine-tuned"]["minibench"] == r["minibench"]["after"]
+    assert r["baselines"]["pretrained, untouched"]["minibench"]["prompts"] == 8
+    text = (outcome.output / "report.md").read_text()
+    assert "naive baselines (the same decoder before its 2 training steps)" in text
 
 
 def test_a_missing_checkpoint_fails_at_load(tmp_path) -> None:

@@ -75,6 +75,18 @@ def test_every_mode_trains_and_its_loss_falls(runs, mode) -> None:
     assert set(r["denoiser_velocity"]["after"]) >= {"relative_error", "cosine", "relative_error_per_stage"}
 
 
+def test_the_undistilled_student_is_scored_beside_the_distilled_one(tmp_path) -> None:
+    train = ("    mode: trainable\n    minibench: 8\n"
+             "    train: {steps: 4, batch_size: 12, lr: 3.0e-3, warmup_steps: 1}\n")
+    outcome = apply_recipe(load_recipe(_recipe(tmp_path, _prompt_file(tmp_path), train, "b")))
+    r = _report(outcome)
+    assert list(r["baselines"]) == ["distilled", "the same student, undistilled"]
+    assert r["baselines"]["distilled"]["minibench"] == r["minibench"]["after"]
+    assert r["baselines"]["the same student, undistilled"]["minibench"]["prompts"] == 8
+    text = (outcome.output / "report.md").read_text()
+    assert "naive baselines (trainable mode, before its 4 training steps)" in text
+
+
 def test_trainable_params_by_mode(runs) -> None:
     t = {m: runs[m]["report"]["trainable_params"] for m in ("replace", "lora", "trainable")}
     assert t["lora"] < t["trainable"] and t["replace"] < t["trainable"]
