@@ -1,1 +1,1 @@
-"""The Hexagon target: device profiles now; export, splitting, compilation and AI Hub jobs to follow."""
+"""The Hexagon target: device profiles, the static op check, splitting, QNN HTP compilation and AI Hub jobs."""

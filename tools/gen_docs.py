@@ -1,0 +1,146 @@
+"""Write `docs/`: one page per pass, family and target, from the code that defines them.
+
+Why generated: a pass's config keys, types, defaults and meanings live in its pydantic model, and its story in
+its module docstring; a hand-copied page drifts the day a field changes. `tests/docs/test_docs_current.py`
+fails when `docs/` differs from what this script writes, so the pages stay true.
+
+    .venv/bin/python tools/gen_docs.py            # rewrite docs/
+    .venv/bin/python tools/gen_docs.py --check    # exit 1 if docs/ is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGETS = {
+    "onnxruntime": "neocompress.targets.onnxruntime.lower",
+    "hexagon": "neocompress.targets.hexagon.lower",
+}
+EXTRA_PAGES = {
+    "minibench": ("MiniBench", ["neocompress.bench.minibench", "neocompress.bench.confidence"]),
+    "world": ("The procedural world", ["neocompress.world.grammar", "neocompress.world.render"]),
+    "miniature": ("The trained miniature (builtin:tiny)", ["neocompress.miniature.build",
+                                                          "neocompress.miniature.vae_training"]),  # fmt: skip
+}
+
+
+def _doc(module: str) -> str:
+    return (importlib.import_module(module).__doc__ or "").strip()
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is None and isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("neocompress.", "")
+
+
+def _default(field: Any) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "(required)"
+    value = field.default_factory() if field.default_factory else field.default
+    return "its keys' defaults (below)" if isinstance(value, BaseModel) else f"`{value!r}`"
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (`X | None`, `list[X]`, `dict[str, X]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _nested_models(arg)]
+
+
+def config_table(model: type[BaseModel], prefix: str = "", seen: set[type] | None = None) -> list[str]:
+    """Markdown rows for every key of `model`, nested models flattened as `parent.key`."""
+    seen = set() if seen is None else seen
+    rows = []
+    for key, field in model.model_fields.items():
+        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        typ = _type_name(field.annotation).replace("|", "\\|")
+        rows.append(f"| `{prefix}{key}` | {typ} | {_default(field)} | {desc} |")
+        for nested in _nested_models(field.annotation):
+            if nested not in seen:
+                rows += config_table(nested, f"{prefix}{key}.", seen | {nested})
+    return rows
+
+
+def pass_page(name: str) -> str:
+    from neocompress.core.registry import get_pass
+
+    cls = get_pass(name)
+    lines = [f"# Pass `{name}`", "", f"{cls.summary}", "", _doc(cls.__module__), "",
+             f"Requires: {', '.join(cls.requires) or '-'}; produces: {', '.join(cls.produces) or '-'}.", "",
+             "## Configuration", "", "| key | type | default | meaning |", "|---|---|---|---|",
+             *config_table(cls.Config), "",
+             f"The same table, live: `neocompress passes show {name}` (`--json` for the schema)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def family_page(name: str) -> str:
+    from neocompress.models.family import _FAMILIES, get_family
+
+    family = get_family(name)
+    module = _FAMILIES[name].split(":")[0]
+    sources = ", ".join(f"`{s}`" for s in family.builtin_sources())
+    lines = [f"# Family `{name}`", "", _doc(module), "", f"Builtin sources: {sources}.", "",
+             "`neocompress inspect <source> --json` lists its components, parameters and schedule."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def target_page(name: str, module: str) -> str:
+    return f"# Target `{name}`\n\n{_doc(module)}\n"
+
+
+def extra_page(title: str, modules: list[str]) -> str:
+    body = "\n\n".join(f"## `{m}`\n\n{_doc(m)}" for m in modules)
+    return f"# {title}\n\n{body}\n"
+
+
+def pages() -> dict[str, str]:
+    from neocompress.models.family import family_names
+    from neocompress.passes import BUILTIN_PASSES
+
+    out = {f"passes/{n}.md": pass_page(n) for n in sorted(BUILTIN_PASSES)}
+    out |= {f"families/{n}.md": family_page(n) for n in family_names()}
+    out |= {f"targets/{n}.md": target_page(n, m) for n, m in TARGETS.items()}
+    out |= {f"{n}.md": extra_page(t, ms) for n, (t, ms) in EXTRA_PAGES.items()}
+    index = ["# neocompress documentation", "", "Generated by `tools/gen_docs.py` from the code; do not edit.", ""]
+    for section in ("passes", "families", "targets"):
+        index += [f"## {section.capitalize()}", ""]
+        index += [f"- [{Path(p).stem}]({p})" for p in sorted(out) if p.startswith(section + "/")]
+        index.append("")
+    index += ["## Also", ""] + [f"- [{t}]({n}.md)" for n, (t, _) in EXTRA_PAGES.items()]
+    out["README.md"] = "\n".join(index) + "\n"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/ differs from the generated pages")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs")
+    args = parser.parse_args(argv)
+    stale = []
+    for rel, text in pages().items():
+        path = args.output / rel
+        if path.is_file() and path.read_text() == text:
+            continue
+        stale.append(rel)
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if args.check and stale:
+        print(f"docs/ is stale ({', '.join(stale)}): run tools/gen_docs.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
