@@ -193,3 +193,19 @@ def test_in_hybrid_mode_the_student_never_trains_on_unit_0() -> None:
     histories = {len(draw_step(pipe.scheduler, latents, text, levels, torch.Generator().manual_seed(s), 1).sample)
                  for s in range(40)}  # fmt: skip
     assert histories == {2, 3}  # units 1 and 2 (history of 1 and 2 clips), never unit 0
+
+
+def test_the_student_is_closer_to_the_teacher_than_the_undistilled_model(tmp_path: Path) -> None:
+    """What DMD is for: at the same 1-1-1 steps without CFG, the student's held-out videos are distributed like
+    the teacher's (4-4-4 / 2-2-2 with CFG) far more than the undistilled model's are. Measured: judge-feature
+    Frechet distance 247 (student, 120 steps) against 409 (undistilled) on 8 prompts x 2 seeds."""
+    f = tmp_path / "close.yaml"
+    f.write_text("model:\n  source: builtin:tiny\ndata:\n  prompts:\n    calibration: {source: builtin:world}\n"
+                 "passes:\n  - name: step_distill\n    samples: 16\n    heldout: 8\n    heldout_seeds: 2\n"
+                 "    teacher: {first: [4, 4, 4], later: [2, 2, 2]}\n"
+                 "    train: {steps: 120, batch_size: 8, lr: 1.0e-4, warmup_steps: 5}\n"
+                 f"output: {tmp_path / 'close'}\n")  # fmt: skip
+    outcome = apply_recipe(load_recipe(f))
+    report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
+    distance = {m: report["distance_to_teacher"][m]["frechet_judge_distance"] for m in ("student", "undistilled")}
+    assert distance["student"] < 0.8 * distance["undistilled"], distance
