@@ -136,6 +136,9 @@ class BlockPrune(Pass):
         refusal = family.minibench_refusal()
         if self.config.recovery is not None and self.config.recovery.evaluate and refusal:
             problems.append(Problem(f"{refusal} (set evaluate: null)", path="recovery.evaluate"))
+        if self.config.recovery is not None and self.config.recovery.data.real and refusal:
+            problems.append(Problem(f"{refusal}: no real world clips to train on (set real: 0)",
+                                    path="recovery.data.real"))  # fmt: skip
         if self.config.baselines and refusal:
             problems.append(Problem(f"{refusal} (set baselines: [])", path="baselines"))
         return problems

@@ -22,6 +22,7 @@ from neocompress.prune.recovery import (
     block_mapping,
     fidelity,
     heldout_batches,
+    joined,
     load_latent_file,
     run_stage1,
     run_stage2,
@@ -29,6 +30,7 @@ from neocompress.prune.recovery import (
     stage2_objective,
     stage_record,
     teacher_latents,
+    world_latents,
 )
 
 
@@ -66,6 +68,8 @@ class Recovery:
         else:
             pipeline = self._family().pipeline(self.ir)
             self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
+        if cfg.real:  # real clips first: the held-out latents `split` takes from the end stay teacher samples
+            self.data = joined(world_latents(self._family().pipeline(self.ir), cfg.real, seed=self.ctx.seed), self.data)
         # The teacher's MiniBench is usually the previous pass's "after" (or the recipe's "before"): remembered, so
         # it costs nothing here, and every later score is reported as a difference from it.
         self._score("before")

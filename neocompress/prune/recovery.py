@@ -52,6 +52,14 @@ class RecoveryDataConfig(PassConfig):
         "sees them) and metadata 'captions' (a JSON list of N strings); default: the teacher's own samples",
     )
     samples: int = Field(16, ge=2, description="teacher samples to generate when no latents are given")
+    real: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="real clips of builtin:world (the procedural world the miniature learnt) encoded by the "
+        "pipeline's frozen VAE encoder and trained on besides the teacher's samples: ground truth the teacher's "
+        "errors are not baked into (the held-out latents stay teacher samples)",
+    )
     heldout: int = Field(2, ge=1, description="latents kept out of training to measure fidelity on")
     caption_dropout: float = Field(
         0.1,
@@ -130,6 +138,27 @@ def teacher_latents(pipeline: Any, prompts: Sequence[str], count: int, *, seed: 
         pipeline.sample_latents(captions[i : i + 4], seed=seed + i, schedule=schedule) for i in range(0, count, 4)
     ]
     return LatentData(torch.cat(chunks).float(), captions, "teacher samples")
+
+
+def world_latents(pipeline: Any, count: int, *, seed: int) -> LatentData:
+    """`count` real world clips at the pipeline's video size through its frozen VAE encoder, with captions."""
+    from neocompress.world import World, WorldConfig, to_tensor
+
+    video = pipeline.resolve_video(None, None, None)
+    if video["height"] != video["width"]:
+        raise UserInputError(f"recovery.data.real: the world renders square clips; this pipeline makes "
+                             f"{video['height']}x{video['width']}")  # fmt: skip
+    world = World(WorldConfig(size=video["height"], frames=video["frames"], seed=seed))
+    samples = [world.sample(i, "train") for i in range(count)]
+    chunks = [pipeline.encode(torch.stack([to_tensor(s.video) for s in samples[i : i + 8]]))
+              for i in range(0, count, 8)]  # fmt: skip
+    return LatentData(torch.cat(chunks).float(), [s.caption for s in samples], f"builtin:world ({count} real clips)")
+
+
+def joined(first: LatentData, second: LatentData) -> LatentData:
+    """Both sets, `first` before `second` (so `split` holds out the end of `second`)."""
+    return LatentData(torch.cat([first.latents, second.latents]), first.captions + second.captions,
+                      f"{first.source} + {second.source}")  # fmt: skip
 
 
 def draw_batch(

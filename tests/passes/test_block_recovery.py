@@ -167,3 +167,40 @@ def test_caption_dropout_trains_the_unconditional_branch() -> None:
     kept = draw_batch(pipe.objective, data, cache, [0, 1, 2, 3], gen, caption_dropout=0.0)
     assert torch.equal(dropped.text.pooled, empty.pooled.expand(4, -1))
     assert torch.equal(kept.text.pooled, cond.pooled.expand(4, -1))
+
+
+def test_real_world_clips_join_the_teacher_samples(tmp_path: Path) -> None:
+    """recovery.data.real: real clips through the frozen VAE encoder, with their own captions, trained on before
+    the teacher's samples; the held-out latents stay teacher samples, and the encoding is the pipeline's own
+    (decoding it gives the clip back far better than chance)."""
+    from neocompress.prune.recovery import joined, teacher_latents, world_latents
+    from neocompress.world import World, WorldConfig, to_tensor
+
+    ir = FAMILY.load("builtin:tiny")
+    pipe = FAMILY.pipeline(ir)
+    real = world_latents(pipe, 10, seed=0)
+    assert real.latents.shape == (10, 16, 2, 8, 8) and real.source == "builtin:world (10 real clips)"
+    world = World(WorldConfig(seed=0))
+    assert real.captions == [world.sample(i, "train").caption for i in range(10)]
+    clip = to_tensor(world.sample(0, "train").video)
+    error = (pipe.decode(real.latents[:1])[0] - clip).abs().mean()
+    assert error < 0.5 * (clip - clip.mean()).abs().mean() + 0.05, error
+    teacher = teacher_latents(pipe, ["a red circle moving left slowly on a grey background"], 4, seed=0,
+                              schedule=pipe.schedule_with(first=(1, 1, 1), later=(1, 1, 1)))  # fmt: skip
+    train, held = joined(real, teacher).split(2)
+    assert len(train.captions) == 12 and held.captions == teacher.captions[2:]
+    assert torch.equal(held.latents, teacher.latents[2:])
+
+
+def test_real_world_clips_in_a_recipe(tmp_path: Path) -> None:
+    recipe = _recipe(
+        tmp_path,
+        "      data: {samples: 4, heldout: 2, real: 8}\n"
+        "      stage1: {steps: 4, batch_size: 4, lr: 3.0e-4, warmup_steps: 1}\n"
+        "      stage2: null\n",
+        name="real",
+    )
+    report = apply_recipe(load_recipe(recipe)).run.records[0].report
+    data = report["recovery"]["data"]
+    assert data["source"] == "builtin:world (8 real clips) + teacher samples"
+    assert (data["train_latents"], data["heldout_latents"]) == (10, 2)

@@ -19,7 +19,7 @@ from neocompress.models.pyramid_flow.scheduler import StepSchedule
 from neocompress.models.pyramid_flow.spec import PyramidFlowSpec, override_schedule
 from neocompress.models.pyramid_flow.text_encoders import TextBundle, TextEmbeddings
 from neocompress.models.pyramid_flow.tokenizers import TextTokenizers
-from neocompress.models.pyramid_flow.vae import decode_normalised
+from neocompress.models.pyramid_flow.vae import decode_normalised, normalize_latents
 from neocompress.quant.precision import simulated_precision
 
 DEFAULT_PROMPT = "a red circle moving left slowly on a grey background"  # a caption of the world grammar
@@ -68,6 +68,14 @@ class TextToVideoPipeline:
         if self.simulated_decoder is not None:
             return self.simulated_decoder(latents)
         return decode_normalised(self.decoder, latents, self.latent_norm)
+
+    @torch.no_grad()
+    def encode(self, videos: torch.Tensor) -> torch.Tensor:
+        """Videos [B, 3, frames, H, W] in [-1, 1] -> normalised latents (the posterior mean), as `decode` reads
+        them: how real clips become training data for the denoiser's techniques."""
+        if self.vae_encoder is None:
+            raise UserInputError("this pipeline has no VAE encoder to turn real videos into latents")
+        return normalize_latents(self.vae_encoder.encode(videos), self.latent_norm)
 
     latent_dims = 5  # [B, C, units, h, w]
 

@@ -158,6 +158,8 @@ def test_full_size_plans_on_the_meta_device() -> None:
     ("select", "recovery", "message"),
     [
         ("remove: 2\n    recovery: {evaluate: 4}", "", "cannot run it"),
+        ("remove: 2\n    recovery: {data: {real: 4}}", "", "no real world clips"),
+        ("remove: 2\n    baselines: [random]", "", "set baselines"),
         ("remove: 9", "", "cannot remove 9 of 6 blocks"),
         ("indices: [0]", "", "protected"),
         ("remove: 1\n    weights: {visual: 1.0, audio: 1.0}", "", "unknown stream"),
