@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neocompress-setup
 
-.PHONY: setup demo test bench lint lock clean
+.PHONY: setup demo test bench quality lint lock clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ bench: setup
 	$(BIN)/python benchmarks/run.py --output benchmarks/results.json
 	$(BIN)/python benchmarks/substitution_speed.py --output benchmarks/substitution_speed.json
 	$(BIN)/python benchmarks/step_distill_speed.py --output benchmarks/step_distill_speed.json
+
+# The Neodragon chain with the budgets quality needs (about 90 min on 2 cores; resumes from .neocompress-cache):
+# MiniBench after every pass, the naive baselines, the issue-16 bars; the table goes into benchmarks/results.md.
+quality: setup
+	$(BIN)/python benchmarks/quality_chain.py --output benchmarks/quality_chain.json
 
 lint: setup
 	$(BIN)/ruff check neocompress tests benchmarks tools

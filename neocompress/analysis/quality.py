@@ -60,6 +60,17 @@ def minibench_of(ir: PipelineIR, prompts: int, seed: int, schedule: Any = None,
     return minibench(get_family(ir.family), ir, prompts=prompts, seed=seed, schedule=schedule, cache=cache)
 
 
+def pipeline_cost(family: Any, ir: PipelineIR) -> dict[str, Any]:
+    """What one video costs the pipeline: denoiser evaluations (NFE, CFG counted), denoiser blocks, and
+    parameters; NFE x blocks is the block evaluations per video that the chain's 25x target counts."""
+    nfe = family.scheduler_summary(ir).get("nfe")
+    blocks = None
+    if "denoiser" in ir and ir["denoiser"].extras.get("block_adapter") is not None:
+        blocks = len(ir["denoiser"].extras["block_adapter"].blocks(ir["denoiser"].module))
+    return {"nfe": nfe, "blocks": blocks, "params": sum(c.num_params() for c in ir),
+            "block_evaluations": nfe * blocks if nfe is not None and blocks is not None else None}  # fmt: skip
+
+
 class MiniBenchInstrument(Instrument):
     """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`)."""
 
@@ -72,7 +83,8 @@ class MiniBenchInstrument(Instrument):
             self.per_pass.append({"index": index, "pass": name, "cached": True})
             return
         score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed, cache=self.cache)
-        self.per_pass.append({"index": index, "pass": name, **score})
+        self.per_pass.append({"index": index, "pass": name, "pass_seconds": seconds,
+                              "cost": pipeline_cost(self.family, result.ir), **score})  # fmt: skip
 
     def record(self) -> dict[str, Any]:
         return {"minibench_per_pass": self.per_pass}

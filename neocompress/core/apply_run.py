@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from neocompress.analysis.quality import MiniBenchInstrument, minibench
+from neocompress.analysis.quality import MiniBenchInstrument, minibench, pipeline_cost
 from neocompress.analysis.report import write_report
 from neocompress.analysis.score_cache import ScoreCache
 from neocompress.core import distributed
@@ -93,10 +93,12 @@ def apply_recipe(
         return ApplyOutcome(out, run, {})
     quality = None
     if ev is not None:  # the paper's way: the benchmark before and after the recipe
-        before = minibench(family, load_base(), prompts=ev.prompts, seed=ev.seed, cache=ctx.scores)
+        base = load_base()
+        before = minibench(family, base, prompts=ev.prompts, seed=ev.seed, cache=ctx.scores)
         after = minibench(family, run.ir, prompts=ev.prompts, seed=ev.seed, cache=ctx.scores)
         quality = {"bench": ev.bench, "before": before, "after": after,
-                   "difference": ctx.scores.difference(before, after)}  # fmt: skip
+                   "difference": ctx.scores.difference(before, after),
+                   "cost": {"before": pipeline_cost(family, base), "after": pipeline_cost(family, run.ir)}}  # fmt: skip
     figures = _collect_figures(run.records)
     manifest = {
         "format": "neocompress-pipeline",
