@@ -49,7 +49,8 @@ def measured() -> tuple[PipelineIR, BlockImportance]:
 def test_near_identity_blocks_rank_least_important(measured) -> None:
     _, imp = measured
     visual = imp.score("visual")
-    assert sorted(range(imp.num_blocks), key=visual.__getitem__)[:2] == sorted(IDENTITY_LIKE)
+    # as a set: the two near-identity blocks score ~1e-6 apart, and which of them is lower is float noise
+    assert set(sorted(range(imp.num_blocks), key=visual.__getitem__)[:2]) == set(IDENTITY_LIKE)
     others = [v for i, v in enumerate(visual) if i not in IDENTITY_LIKE]
     assert max(visual[i] for i in IDENTITY_LIKE) < 0.01 * min(others)
     text = imp.score("text")
