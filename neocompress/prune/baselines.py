@@ -23,13 +23,23 @@ Baseline = Literal["random", "last"]
 BASELINES: tuple[str, ...] = ("random", "last")
 
 
-def baseline_indices(kind: str, num_blocks: int, protected: set[int], count: int, seed: int) -> list[int]:
-    """`count` unprotected blocks: drawn with `seed` (random) or the deepest ones (last), sorted."""
+# Draws of the random baseline tried before settling for one that repeats another cut.
+RANDOM_DRAWS = 32
+
+
+def baseline_indices(kind: str, num_blocks: int, protected: set[int], count: int, seed: int,
+                     avoid: list[list[int]] | None = None) -> list[int]:  # fmt: skip
+    """`count` unprotected blocks: drawn with `seed` (random) or the deepest ones (last), sorted.
+
+    A random draw that repeats a cut in `avoid` (the importance cut, the last blocks) says nothing the report
+    does not already show, so the next seeds are tried (up to RANDOM_DRAWS) for a different one."""
     candidates = [i for i in range(num_blocks) if i not in protected]
     if count > len(candidates):
         raise ValueError(f"cannot choose {count} of {len(candidates)} unprotected blocks")
     if kind == "random":
-        return sorted(random.Random(seed).sample(candidates, count))
+        draws = [sorted(random.Random(seed + k).sample(candidates, count)) for k in range(RANDOM_DRAWS)]
+        fresh = [d for d in draws if d not in (avoid or [])]
+        return fresh[0] if fresh else draws[0]
     if kind == "last":
         return sorted(candidates[-count:]) if count else []
     raise ValueError(f"unknown baseline {kind!r}; expected one of: {', '.join(BASELINES)}")
@@ -62,8 +72,10 @@ def score_baselines(
     """Each baseline's cut and its `score`, and the importance cut's, all of len(chosen) blocks."""
     num_blocks = len(ir[component].extras["block_adapter"].blocks(ir[component].module))
     out: dict[str, Any] = {}
+    last = baseline_indices("last", num_blocks, protected, len(chosen), seed)
     for kind in ["importance", *kinds]:
-        indices = chosen if kind == "importance" else baseline_indices(kind, num_blocks, protected, len(chosen), seed)
+        indices = chosen if kind == "importance" else baseline_indices(kind, num_blocks, protected, len(chosen), seed,
+                                                                       avoid=[sorted(chosen), last])  # fmt: skip
         with trial_cut(ir, component, indices) as cut:
             out[kind] = {"removed": indices, "minibench": score(cut)}
     return out

@@ -35,6 +35,9 @@ def test_baseline_indices_are_reproducible_and_skip_protected_blocks() -> None:
     draws = [baseline_indices("random", 6, {0}, 2, seed=s) for s in range(20)]
     assert all(0 not in d and len(set(d)) == 2 for d in draws)
     assert draws[3] == baseline_indices("random", 6, {0}, 2, seed=3) and len({tuple(d) for d in draws}) > 3
+    # a draw that repeats the importance cut or the last blocks is redrawn, when another cut exists
+    assert baseline_indices("random", 6, {0}, 2, seed=0, avoid=[[4, 5], draws[0]]) not in ([4, 5], draws[0])
+    assert baseline_indices("random", 3, {0}, 2, seed=0, avoid=[[1, 2]]) == [1, 2]  # no other cut exists
     with pytest.raises(ValueError, match="cannot choose 6 of 5"):
         baseline_indices("last", 6, {0}, 6, seed=0)
     with pytest.raises(ValueError, match="unknown baseline"):
@@ -60,6 +63,7 @@ def test_baselines_are_scored_beside_the_importance_cut(tmp_path: Path) -> None:
     assert list(baselines) == ["importance", "random", "last"]
     assert baselines["importance"]["removed"] == report["removed"]
     assert baselines["last"]["removed"] == [4, 5]
+    assert baselines["random"]["removed"] not in (baselines["importance"]["removed"], [4, 5])
     for entry in baselines.values():
         assert entry["minibench"]["prompts"] == 8 and 0.0 <= entry["minibench"]["total"] <= 1.0
     assert outcome.run.ir["denoiser"].module.num_blocks == 4  # the pipeline keeps the importance cut
