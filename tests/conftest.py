@@ -3,9 +3,11 @@ Pyramid-Flow layout (no neocompress manifest), and a saved `neocompress apply re
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -18,6 +20,16 @@ from neocompress.models.pyramid_flow.tokenizers import SUBFOLDERS, tiny_tokenize
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A repository script (tools/, benchmarks/) imported by path, as the tests that check a script need it."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 TINY_RECIPE = REPO / "tests" / "data" / "tiny-random.yaml"  # a fast remove_blocks recipe on the untrained tiny
 TINY_SEED = 0
 

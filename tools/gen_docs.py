@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -39,9 +39,10 @@ def _doc(module: str) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    if get_origin(annotation) is None and isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("neocompress.", "")
+    """`passes show`'s type name, without the package prefix a page does not need."""
+    from neocompress.cli.passes import type_name
+
+    return type_name(annotation).replace("neocompress.", "")
 
 
 def _default(field: Any) -> str:

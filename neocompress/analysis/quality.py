@@ -83,8 +83,7 @@ class MiniBenchInstrument(Instrument):
             self.per_pass.append({"index": index, "pass": name, "cached": True})
             return
         score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed, cache=self.cache)
-        self.per_pass.append({"index": index, "pass": name, "pass_seconds": seconds,
-                              "cost": pipeline_cost(self.family, result.ir), **score})  # fmt: skip
+        self.per_pass.append({"index": index, "pass": name, "cost": pipeline_cost(self.family, result.ir), **score})
 
     def record(self) -> dict[str, Any]:
         return {"minibench_per_pass": self.per_pass}

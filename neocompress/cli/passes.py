@@ -61,13 +61,13 @@ def show(name: str, as_json: bool) -> None:
             else (repr(field.default_factory()) if field.default_factory else repr(field.default))
         )
         table.add_row(
-            escape(key), escape(_type_name(field.annotation)), escape(default), escape(field.description or "")
+            escape(key), escape(type_name(field.annotation)), escape(default), escape(field.description or "")
         )
     console.print(table)
     console.print(f"requires: {', '.join(cls.requires) or '-'}; produces: {', '.join(cls.produces) or '-'}")
 
 
-def _type_name(annotation: object) -> str:
+def type_name(annotation: object) -> str:
     # `list[int].__name__` is just "list": generic aliases print in full, plain classes by name
     if get_origin(annotation) is None and isinstance(annotation, type):
         return annotation.__name__

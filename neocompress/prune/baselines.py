@@ -73,9 +73,10 @@ def score_baselines(
     num_blocks = len(ir[component].extras["block_adapter"].blocks(ir[component].module))
     out: dict[str, Any] = {}
     last = baseline_indices("last", num_blocks, protected, len(chosen), seed)
+    fixed = {"importance": chosen, "last": last}
     for kind in ["importance", *kinds]:
-        indices = chosen if kind == "importance" else baseline_indices(kind, num_blocks, protected, len(chosen), seed,
-                                                                       avoid=[sorted(chosen), last])  # fmt: skip
+        indices = fixed[kind] if kind in fixed else baseline_indices(kind, num_blocks, protected, len(chosen), seed,
+                                                                     avoid=[sorted(chosen), last])  # fmt: skip
         with trial_cut(ir, component, indices) as cut:
             out[kind] = {"removed": indices, "minibench": score(cut)}
     return out

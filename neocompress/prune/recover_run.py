@@ -63,13 +63,13 @@ class Recovery:
         comp = self.ir[self.component]
         self.teacher = copy.deepcopy(comp.module).eval().requires_grad_(False)
         cfg = self.config.data
+        pipeline = self._family().pipeline(self.ir)
         if cfg.latents is not None:
-            self.data = load_latent_file(cfg.latents, self._family().pipeline(self.ir).latent_dims)
+            self.data = load_latent_file(cfg.latents, pipeline.latent_dims)
         else:
-            pipeline = self._family().pipeline(self.ir)
             self.data = teacher_latents(pipeline, self.prompts, cfg.samples, seed=self.ctx.seed, schedule=None)
         if cfg.real:  # real clips first: the held-out latents `split` takes from the end stay teacher samples
-            self.data = joined(world_latents(self._family().pipeline(self.ir), cfg.real, seed=self.ctx.seed), self.data)
+            self.data = joined(world_latents(pipeline, cfg.real, seed=self.ctx.seed), self.data)
         # The teacher's MiniBench is usually the previous pass's "after" (or the recipe's "before"): remembered, so
         # it costs nothing here, and every later score is reported as a difference from it.
         self._score("before")

@@ -4,21 +4,16 @@ between its markers (replacing an older one, keeping the rest of the file)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from neocompress.core.apply_run import apply_recipe
 from neocompress.recipe import load_recipe
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_script
 
 
 def _chain():
-    spec = importlib.util.spec_from_file_location("quality_chain", ROOT / "benchmarks" / "quality_chain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/quality_chain.py")
 
 
 def test_the_chain_table_has_a_row_per_pass_with_costs_and_checks(tmp_path: Path) -> None:

@@ -3,17 +3,13 @@ is stale (a changed config field or docstring without regenerating fails here)."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from tests.conftest import REPO, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "tools" / "gen_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/gen_docs.py")
 
 
 def test_every_pass_family_and_target_has_a_current_page() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from neocompress.models.pyramid_flow.tokenizers import (
     tiny_prompts_path,
     tiny_tokenizer_root,
 )
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[3]
 PROMPTS = ["a cat", "A quokka riding a skateboard, in a still frame", ""]
@@ -211,11 +211,7 @@ def test_tokenizer_dirs_save_and_load_back(toks: TextTokenizers, tmp_path: Path)
 
 
 def test_shipped_tokenizers_are_reproducible_by_build_script() -> None:
-    spec = importlib.util.spec_from_file_location("build_tiny_tokenizers", REPO / "tools/build_tiny_tokenizers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--check"]) == 0
+    assert load_script("tools/build_tiny_tokenizers.py").main(["--check"]) == 0
 
 
 # --- tiny bundle --------------------------------------------------------------------------------------------
