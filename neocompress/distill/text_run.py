@@ -52,7 +52,7 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
     w_mse, w_cos = cfg.loss.mse, cfg.loss.cos
     fixed = list(range(min(FIXED, n)))
     objective_before = _objective(path, targets, ids, mask, fixed, w_mse, w_cos)
-    held_before = _agreement(path, targets, ids, mask, held)
+    held_before = path_agreement(path, targets, ids, mask, held)
     velocity_before = _velocity_difference(ir, student, ids[held], mask[held], probe)
     per_epoch_batch = cfg.train.batch_size * cfg.train.grad_accum
 
@@ -90,7 +90,7 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
         "train": result.summary(),
         "objective": {"before": objective_before, "after": _objective(path, targets, ids, mask, fixed, w_mse, w_cos),
                       "prompts": len(fixed)},  # fmt: skip
-        "heldout_embeddings": {"before": held_before, "after": _agreement(path, targets, ids, mask, held)},
+        "heldout_embeddings": {"before": held_before, "after": path_agreement(path, targets, ids, mask, held)},
         "denoiser_velocity": {"before": velocity_before,
                               "after": _velocity_difference(ir, student, ids[held], mask[held], probe)},  # fmt: skip
         "history": [{k: round(float(v), 6) for k, v in r.items()} for r in result.history],
@@ -124,7 +124,9 @@ def _objective(path: nn.Module, targets: TextTargets, ids: Tensor, mask: Tensor,
 
 
 @torch.no_grad()
-def _agreement(path: nn.Module, targets: TextTargets, ids: Tensor, mask: Tensor, idx: list[int]) -> dict[str, float]:
+def path_agreement(path: nn.Module, targets: TextTargets, ids: Tensor, mask: Tensor,
+                   idx: list[int]) -> dict[str, float]:  # fmt: skip
+    """Cosine and relative error of the student path's states against the cached targets of prompts `idx`."""
     was = path.training
     path.eval()
     target, m = targets.rows(idx)

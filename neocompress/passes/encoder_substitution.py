@@ -43,7 +43,9 @@ class StudentConfig(PassConfig):
     )
     width: int | None = Field(None, ge=1, description="DistilT5's projection width (default: T5's own width)")
     checkpoint: str | None = Field(
-        None, description="a DistilT5 folder (config.json + model.safetensors) to start from, e.g. one trained on text"
+        None,
+        description="a DistilT5 folder (config.json + model.safetensors) trained on text to start from, as the "
+        "public DistilT5; builtin:tiny-distilt5 is the one pretrained for the miniature's T5",
     )
     random_init: bool = Field(
         False,

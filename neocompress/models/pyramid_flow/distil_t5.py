@@ -120,13 +120,33 @@ class DistilT5(nn.Module):
         return BaseModelOutput(last_hidden_state=states)
 
 
+# A DistilT5 pretrained on the miniature's T5 over general text (tools/build_tiny_distilt5.py), so a recipe on
+# `builtin:tiny` starts encoder_substitution from trained weights, as a real run starts from the public DistilT5.
+BUILTIN_TINY_DISTIL_T5 = "builtin:tiny-distilt5"
+
+
+def distil_t5_folder(source: str | Path) -> Path:
+    """The folder of a DistilT5 checkpoint: a path, or `builtin:tiny-distilt5` (shipped in the package)."""
+    source = str(source)
+    if source == BUILTIN_TINY_DISTIL_T5:
+        from importlib.resources import files
+
+        return Path(str(files("neocompress.assets") / "miniature-distilt5"))
+    if source.startswith("builtin:"):
+        from neocompress.core.errors import UserInputError
+
+        raise UserInputError(f"student.checkpoint: unknown DistilT5 checkpoint '{source}' (builtin: "
+                             f"{BUILTIN_TINY_DISTIL_T5})")  # fmt: skip
+    return Path(source)
+
+
 def load_distil_t5(folder: str | Path) -> DistilT5:
     """A DistilT5 saved in its folder layout (config.json with `neocompress_class: DistilT5`, model.safetensors),
-    loaded strictly: a key missing or left over is an error naming the folder."""
+    or `builtin:tiny-distilt5`, loaded strictly: a key missing or left over is an error naming the folder."""
     from neocompress.core.errors import CheckpointError
     from neocompress.models.checkpoint import load_component, read_config
 
-    root = Path(folder)
+    root = distil_t5_folder(folder)
     config = read_config(root, "DistilT5")
     if not is_distil_t5_config(config):
         raise CheckpointError(f"DistilT5: '{root / 'config.json'}' is not a DistilT5 config (no neocompress_class)")

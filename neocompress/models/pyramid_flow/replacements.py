@@ -12,7 +12,6 @@ token count or latent size is refused by the substitution check before anything 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from neocompress.ir import Component, PipelineIR
@@ -27,14 +26,20 @@ def build_distil_t5(ir: PipelineIR, options: dict[str, Any]) -> Component:
     (tokens; default the pipeline's), `checkpoint` (a DistilT5 folder: config.json + model.safetensors, whose
     config replaces the options' and whose weights load strictly; a plan on a weightless skeleton whose checkpoint
     folder is not there yet uses the v1.1-base shape, as the public DistilT5 has)."""
-    from neocompress.models.pyramid_flow.distil_t5 import DistilT5, distil_t5_base_config, load_distil_t5
+    from neocompress.models.pyramid_flow.distil_t5 import (
+        DistilT5,
+        distil_t5_base_config,
+        distil_t5_folder,
+        load_distil_t5,
+    )
 
     s = ir.meta["spec"]
     teacher = ir["t5"]
     tokens = int(options.get("max_length") or s.text.t5_max_length)
     planning = teacher.module is not None and any(p.is_meta for p in teacher.module.parameters())
-    if options.get("checkpoint") and not (planning and not Path(options["checkpoint"]).is_dir()):
-        module = load_distil_t5(options["checkpoint"])
+    checkpoint = options.get("checkpoint")
+    if checkpoint and not (planning and not distil_t5_folder(checkpoint).is_dir()):
+        module = load_distil_t5(checkpoint)
         if options.get("adapter") and module.context_adapter is None:
             a = options["adapter"]
             module.add_adapter(int(a["out_dim"]), a.get("hidden"), int(a.get("layers", 4)))
