@@ -15,6 +15,7 @@ from neocompress.models.family import family_for_source
 def inspect_source(source: str, family_name: str | None = None) -> dict:
     family = family_for_source(source, family_name)
     ir = family.skeleton(source)
+    family.check_weights(source)  # a truncated, zero-byte or mismatched weight file fails here, from its header
     comps = {
         c.name: {"class": c.class_name, "params": c.num_params(), "buffers": c.num_buffers()}
         for c in ir
@@ -34,7 +35,8 @@ def inspect_source(source: str, family_name: str | None = None) -> dict:
 @click.option("--family", "family_name", default=None, help="Model family (default: from the source).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(source: str, family_name: str | None, as_json: bool) -> None:
-    """Describe SOURCE (a builtin name or a checkpoint directory) without loading its weights."""
+    """Describe SOURCE (a builtin name or a checkpoint directory) without loading its weights (their headers are
+    checked against the model)."""
     info = inspect_source(source, family_name)
     if as_json:
         click.echo(json.dumps(info, indent=2))

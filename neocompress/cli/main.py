@@ -26,6 +26,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from neocompress.cli import (
         apply,
+        convert_weights,
         generate,
         inspect,
         passes,
@@ -38,7 +39,7 @@ def _register() -> None:
     from neocompress.cli import eval as eval_command
 
     for module in (apply, plan, validate, inspect, generate, eval_command, train_miniature, prune_checkpoint,
-                   run_bundle):
+                   run_bundle, convert_weights):
         cli.add_command(module.command)
     cli.add_command(passes.group)
 

@@ -9,7 +9,9 @@ and reported together, naming the component, the folder, the key and both shapes
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,17 @@ MAX_LISTED = 12
 
 
 def weight_files(folder: Path, component: str) -> list[Path]:
-    """The weight files of one component folder (sharded safetensors via their index, or torch .bin)."""
+    """The safetensors weight files of one component folder (sharded via their index); a folder with only pickle
+    weights is refused (`neocompress.models.pickle_weights`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{component}: checkpoint folder '{folder}' does not exist")
     indexes = sorted(folder.glob("*.safetensors.index.json"))
     if indexes:
-        shards = sorted(set(json.loads(indexes[0].read_text())["weight_map"].values()))
+        weight_map = read_json_object(indexes[0], component).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{component}: '{indexes[0]}' has no weight_map of tensor names to shard files")
+        shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise CheckpointError(f"{component}: '{indexes[0]}' lists shard(s) that are missing: {missing}")
@@ -38,36 +44,77 @@ def weight_files(folder: Path, component: str) -> list[Path]:
     files = sorted(folder.glob("*.safetensors"))
     if files:
         return files
-    bins = sorted(folder.glob("*.bin"))
-    if bins:
-        return bins
-    raise CheckpointError(f"{component}: no weight file (*.safetensors or *.bin) in '{folder}'")
+    from neocompress.models.pickle_weights import pickle_files, refuse_pickles
+
+    pickles = pickle_files(folder)
+    if pickles:
+        raise refuse_pickles(folder, component, pickles)
+    raise CheckpointError(f"{component}: no weight file (*.safetensors) in '{folder}'")
 
 
 def read_config(folder: Path, component: str, name: str = "config.json") -> dict[str, Any]:
     path = Path(folder) / name
     if not path.is_file():
         raise CheckpointError(f"{component}: missing '{path}'")
+    return read_json_object(path, component)
+
+
+def read_json_object(path: Path, component: str, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON object file of a checkpoint (`default` when the file is absent and a default is given): a file
+    that does not parse, is not UTF-8 or holds no object is bad input naming the component and the file."""
+    path = Path(path)
+    if default is not None and not path.is_file():
+        return default
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{component}: '{path}' is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{component}: '{path}' is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise CheckpointError(f"{component}: cannot read '{path}': {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{component}: '{path}' must hold a JSON object, got {type(data).__name__}")
     return data
 
 
+_HEADERS_ONLY: ContextVar[bool] = ContextVar("headers_only", default=False)
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
+
+
+@contextmanager
+def headers_only() -> Iterator[None]:
+    """Inside, `read_state_dict` answers with meta tensors built from the files' headers (names, shapes, dtypes)
+    and `load_component` checks them against the model without reading a tensor: what `validate` and `inspect`
+    do to a checkpoint directory, in seconds even for a 2B model. Truncated or zero-byte files fail here too,
+    since safetensors checks the header against the file's size."""
+    token = _HEADERS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _HEADERS_ONLY.reset(token)
+
+
+def _header_tensor(handle: Any, key: str) -> torch.Tensor:
+    view = handle.get_slice(key)
+    dtype = _SAFETENSORS_DTYPES.get(view.get_dtype())
+    if dtype is None:
+        raise ValueError(f"tensor '{key}' has dtype {view.get_dtype()}, which neocompress does not load")
+    return torch.empty(view.get_shape(), dtype=dtype, device="meta")
+
+
 def read_state_dict(folder: Path, component: str, prefix: str = "") -> dict[str, torch.Tensor]:
-    """All tensors of a folder (optionally only keys under `prefix`, stripped), memory-mapped."""
+    """All tensors of a folder (optionally only keys under `prefix`, stripped), memory-mapped; inside
+    `headers_only()`, meta tensors of the same names, shapes and dtypes."""
     out: dict[str, torch.Tensor] = {}
     source: dict[str, Path] = {}
+    tensor = _header_tensor if _HEADERS_ONLY.get() else (lambda handle, key: handle.get_tensor(key))
     for f in weight_files(folder, component):
         try:
-            if f.suffix == ".bin":
-                items = list(torch.load(f, map_location="cpu", mmap=True, weights_only=True).items())
-            else:
-                handle = safe_open(str(f), framework="pt")
-                items = [(k, handle.get_tensor(k)) for k in handle.keys()]  # noqa: SIM118 - not a dict
+            handle = safe_open(str(f), framework="pt")
+            items = [(k, tensor(handle, k)) for k in handle.keys()]  # noqa: SIM118 - not a dict
         except Exception as e:  # truncated, corrupt or not a weight file at all: bad input, named
             raise CheckpointError(f"{component}: cannot read weight file '{f}': {type(e).__name__}: {e}") from None
         for k, t in items:
@@ -113,6 +160,8 @@ def load_strict(
     for k, t in state_dict.items():
         if k in expected and tuple(t.shape) != tuple(expected[k].shape):
             problems.append(f"shape mismatch for '{k}': checkpoint {list(t.shape)}, model {list(expected[k].shape)}")
+        elif k in expected and t.is_floating_point() != expected[k].is_floating_point():
+            problems.append(f"dtype mismatch for '{k}': checkpoint {t.dtype}, model {expected[k].dtype}")
     if problems:
         raise CheckpointError(
             f"{component}: checkpoint '{where}' does not match the model:\n  " + "\n  ".join(problems)
@@ -157,6 +206,8 @@ def load_component(
         module.tie_weights()
     sd = state_dict if state_dict is not None else read_state_dict(folder, component, prefix)
     load_strict(module, sd, component, str(folder), dtype)
+    if _HEADERS_ONLY.get():
+        return module  # names and shapes checked; every tensor is still a meta tensor
     leftovers = [n for n, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if leftovers:
         raise CheckpointError(f"{component}: tensors left without values after loading: {_listing(leftovers)}")

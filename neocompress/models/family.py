@@ -34,6 +34,17 @@ class ModelFamily(ABC):
     def skeleton(self, source: str) -> PipelineIR:
         """The same pipeline on the meta device: structure and shapes, no weights, no memory."""
 
+    def check_weights(self, source: str) -> None:
+        """Check every weight file of a checkpoint directory against the model from its headers alone (names,
+        shapes, dtypes; no tensor read), so `validate` and `inspect` catch a truncated, zero-byte, mismatched or
+        incomplete checkpoint in seconds. Raises CheckpointError naming the component, key and shapes. A
+        builtin source ships its weights with the package: nothing to check."""
+        from neocompress.models.checkpoint import headers_only
+
+        if not str(source).startswith("builtin:"):
+            with headers_only():
+                self.load(source, device="meta")
+
     @abstractmethod
     def save(self, ir: PipelineIR, directory: Path, manifest: dict[str, Any]) -> None:
         """Write `ir` in the family's public checkpoint conventions plus a neocompress manifest."""
@@ -85,8 +96,15 @@ class ModelFamily(ABC):
                 raise SourceError(
                     f"unknown builtin source '{source}' for family '{self.name}'.{hint} Known: {', '.join(known)}"
                 )
-        elif not Path(source).is_dir():
-            raise SourceError(f"source '{source}' is neither a builtin name nor an existing directory")
+        else:
+            try:
+                is_dir = Path(source).is_dir()
+            except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+                shown = source if len(source) <= 80 else f"{source[:60]}... ({len(source):,} characters)"
+                reason = getattr(e, "strerror", None) or e
+                raise SourceError(f"source '{shown}' is not a usable path: {reason}") from None
+            if not is_dir:
+                raise SourceError(f"source '{source}' is neither a builtin name nor an existing directory")
 
 
 _FAMILIES: dict[str, str] = {

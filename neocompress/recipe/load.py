@@ -125,6 +125,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
         family = get_family(m.model.family)
         family.check_source(m.model.source)
         ir = family.skeleton(m.model.source)
+        family.check_weights(m.model.source)  # every weight file's header against the model, no tensor read
     except NeocompressError as e:
         return [problem(str(e), ("model", "source"))]
     problems: list[Problem] = []
@@ -154,7 +155,12 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
                 problems.append(
                     problem(f"{p.name}: needs data.prompts.{name}, which the recipe does not define ({defined})", loc)
                 )
-        found = p.check(ir)
+        try:
+            found = p.check(ir)
+        except NeocompressError as e:
+            found = [Problem(str(e))]
+        except (ValueError, TypeError, RuntimeError, OverflowError, ArithmeticError) as e:  # a value the config let in
+            found = [Problem(f"these settings cannot be checked against the model: {type(e).__name__}: {e}")]
         for profile in profiles:  # what a target device cannot run fails here, not on upload
             for prob in p.target_problems(profile):
                 problems.append(problem(f"{p.name}: {prob.message}", ("passes", i, *(prob.path or "").split("."))))
@@ -163,7 +169,15 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
             problems.append(problem(f"{p.name}: {prob.message}", loc))
         if found:
             break  # later passes would be checked against a structure this one cannot produce
-        ir = p.plan(copy.deepcopy(ir), ctx).ir
+        try:
+            ir = p.plan(copy.deepcopy(ir), ctx).ir
+        except NeocompressError as e:
+            problems.append(problem(f"{p.name}: {e}", ("passes", i)))
+            break
+        except (ValueError, TypeError, RuntimeError, OverflowError, ArithmeticError) as e:
+            problems.append(problem(f"{p.name}: these settings cannot be planned on the model: "
+                                    f"{type(e).__name__}: {e}", ("passes", i)))  # fmt: skip
+            break
         planned.append((p.name, ir))
     if not problems:
         recipe.planned = planned

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from neocompress.core.errors import Problem, RecipeError
+from neocompress.recipe.yaml_bounds import check_graph, check_text
 
 PathKey = tuple[str | int, ...]
 
@@ -35,31 +36,64 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            lines[path + (key,)] = k.start_mark.line + 1
-            _walk(v, path + (key,), lines)
-            lines[path + (key,)] = k.start_mark.line + 1  # a key's own line, not its value's
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, path + (i,), lines)
+def _walk(root: yaml.Node, lines: dict[PathKey, int]) -> None:
+    """Every path's line (a key's own line, not its value's). Iterative: the graph is bounded by `check_graph`."""
+    stack: list[tuple[yaml.Node, PathKey]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in reversed(node.value):
+                lines[path + (k.value,)] = k.start_mark.line + 1
+                stack.append((v, path + (k.value,)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, path + (i,)) for i, item in reversed(list(enumerate(node.value))))
+
+
+def _invalid(message: str, filename: str, mark: Any) -> RecipeError:
+    return RecipeError([Problem(f"invalid YAML: {message}", file=filename,
+                                line=mark.line + 1 if mark is not None else None)])  # fmt: skip
+
+
+def _construct(loader: _UniqueKeyLoader, node: yaml.Node, filename: str) -> Any:
+    """The Python value of the composed document; a scalar its tag cannot hold (`!!float abc`, a date with month
+    13) is an error naming that scalar's line."""
+    try:
+        return loader.construct_document(node)
+    except (ValueError, TypeError, OverflowError) as e:
+        stack = [node]
+        while stack:  # find the scalar that fails, for its line
+            n = stack.pop()
+            if isinstance(n, yaml.ScalarNode):
+                try:
+                    _UniqueKeyLoader("").construct_object(n)
+                except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+                    raise _invalid(f"{n.value!r} is not a valid {n.tag.rsplit(':', 1)[-1]} ({e})", filename,
+                                   n.start_mark) from None  # fmt: skip
+            elif isinstance(n, yaml.MappingNode):
+                stack.extend(x for pair in n.value for x in pair)
+            elif isinstance(n, yaml.SequenceNode):
+                stack.extend(n.value)
+        raise _invalid(str(e), filename, None) from None
 
 
 def load_yaml_with_lines(text: str, filename: str) -> tuple[Any, dict[PathKey, int]]:
+    """The recipe's data and the line of every path in it, within `yaml_bounds`' limits."""
+    check_text(text, filename)
+    loader = _UniqueKeyLoader(text)
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        node = loader.get_single_node()
+        if node is not None:
+            check_graph(node, filename)
+        data = _construct(loader, node, filename) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        msg = getattr(e, "problem", None) or str(e)
-        raise RecipeError([Problem(f"invalid YAML: {msg}", file=filename, line=line)]) from None
+        raise _invalid(getattr(e, "problem", None) or str(e), filename, mark) from None
+    finally:
+        loader.dispose()
     lines: dict[PathKey, int] = {}
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, lines)
     return data, lines
 
 

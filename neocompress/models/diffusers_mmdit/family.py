@@ -25,7 +25,7 @@ from neocompress.core.hashing import hash_json, hash_module, hash_tree
 from neocompress.ir import Component, PipelineIR
 from neocompress.ir.pipeline_ir import PIPELINE_INPUT, spec
 from neocompress.models.adapter import BlockAdapter
-from neocompress.models.checkpoint import weight_files
+from neocompress.models.checkpoint import read_config, weight_files
 from neocompress.models.diffusers_mmdit.adapters import FluxBlockAdapter, SD3BlockAdapter
 from neocompress.models.diffusers_mmdit.configs import FLUX_BUILTINS, SD3_BUILTINS, Builtin, MMDiTDefaults
 from neocompress.models.diffusers_mmdit.pipeline import (
@@ -64,7 +64,7 @@ class DiffusersMMDiTFamily(ModelFamily):
         folder = root / "transformer" if not (root / "config.json").is_file() else root
         if not (folder / "config.json").is_file():
             raise SourceError(f"'{source}' has no config.json (nor transformer/config.json): not a diffusers folder")
-        config = json.loads((folder / "config.json").read_text())
+        config = read_config(folder, self.class_name)
         found = config.get("_class_name")
         if found is not None and found != self.class_name:
             hint = {"SD3Transformer2DModel": "diffusers-sd3", "FluxTransformer2DModel": "diffusers-flux"}.get(found)
@@ -80,7 +80,7 @@ class DiffusersMMDiTFamily(ModelFamily):
             b = self.builtins[source]
             return dict(b.config), b.defaults
         folder = self._folder(source)
-        config = json.loads((folder / "config.json").read_text())
+        config = read_config(folder, self.class_name)
         saved = read_manifest(folder).get("diffusers", {}).get("defaults")
         return config, MMDiTDefaults.from_dict(saved) if saved else self._public_defaults(config)
 
@@ -143,6 +143,23 @@ class DiffusersMMDiTFamily(ModelFamily):
         if next(model.parameters()).dtype != dtype:
             model = model.to(dtype=dtype)
         return self._ir(model.to(device=device).eval(), defaults, source)
+
+    def check_weights(self, source: str) -> None:
+        """The transformer folder's safetensors headers against the model its config.json builds (names,
+        shapes, dtypes; no tensor read): diffusers' own loader would read every tensor to find a mismatch."""
+        from neocompress.models.checkpoint import headers_only, load_component
+
+        if str(source).startswith("builtin:"):
+            return
+        config, _ = self._config_and_defaults(str(source))
+        folder = self._folder(str(source))
+        try:
+            build = self.model_class().from_config
+            with headers_only():
+                load_component(lambda: build(config), folder, "denoiser")
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"denoiser: '{folder / 'config.json'}' does not build a {self.class_name}: {e}") \
+                from None
 
     def save(self, ir: PipelineIR, directory: Path, manifest: dict[str, Any]) -> None:
         """`save_pretrained` (config.json + diffusion_pytorch_model.safetensors) and the manifest beside them."""

@@ -22,6 +22,7 @@ from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.models.checkpoint import (
     load_component,
     read_config,
+    read_json_object,
     read_state_dict,
     save_component,
     save_modules,
@@ -121,6 +122,9 @@ class PyramidFlowFamily(ModelFamily):
             raise SourceError(f"source '{root}' is not a directory")
         manifest = read_manifest(root)
         extras = manifest.get("pyramid_flow", {})
+        if not isinstance(extras, dict) or not isinstance(extras.get("text_lengths", {}), dict):
+            raise CheckpointError(f"manifest '{root / MANIFEST}': 'pyramid_flow' must hold an object with "
+                                  "'text_lengths' an object")  # fmt: skip
         lengths = extras.get("text_lengths", {})
         text_configs = {name: read_config(root / folder, name) for name, folder in TEXT_FOLDERS.items()}
         with _config_errors("text encoders", ", ".join(f"'{root / f / 'config.json'}'" for f in TEXT_FOLDERS.values())):
@@ -139,8 +143,13 @@ class PyramidFlowFamily(ModelFamily):
         with _config_errors("vae", f"'{root / VAE_FOLDER / 'config.json'}'"):
             vae = CausalVAEConfig.from_dict(read_config(root / VAE_FOLDER, "vae"))
         sched_file = root / SCHEDULER_FOLDER / "scheduler_config.json"
-        sched = json.loads(sched_file.read_text()) if sched_file.is_file() else {}
-        video = VideoSetting(**extras["video"]) if "video" in extras else VideoSetting(49, 320, 512)
+        sched = read_json_object(sched_file, "scheduler", default={})
+        with _config_errors("scheduler", f"'{sched_file}'"):
+            scheduler = SchedulerConfig.from_dict(sched.get("scheduler", {}))
+            schedule = StepSchedule.from_dict(sched.get("schedule", {}))
+        with _config_errors("manifest", f"'{root / MANIFEST}'"):
+            video = VideoSetting(**extras["video"]) if "video" in extras else VideoSetting(49, 320, 512)
+            norm = LatentNorm(**extras["latent_norm"]) if "latent_norm" in extras else LatentNorm.pyramid_flow_sd3()
         decoder = read_config(root / TAEHV_FOLDER, "vae_decoder") if (root / TAEHV_FOLDER).is_dir() else None
         if decoder is not None:
             with _config_errors("vae_decoder", f"'{root / TAEHV_FOLDER / 'config.json'}'"):
@@ -149,11 +158,9 @@ class PyramidFlowFamily(ModelFamily):
             text=text,
             denoiser=denoiser,
             vae=vae,
-            scheduler=SchedulerConfig.from_dict(sched.get("scheduler", {})),
-            schedule=StepSchedule.from_dict(sched.get("schedule", {})),
-            latent_norm=LatentNorm(**extras["latent_norm"])
-            if "latent_norm" in extras
-            else LatentNorm.pyramid_flow_sd3(),
+            scheduler=scheduler,
+            schedule=schedule,
+            latent_norm=norm,
             video=video,
             denoiser_folder=folder,
             decoder=decoder,
@@ -387,6 +394,6 @@ def _load_other_quantization(ir: PipelineIR, folder: Path) -> None:
         decoder = load_decoder(comp.module.eval(), comp.extras["latent_norm"], folder / DECODER_QUANT_FOLDER)
         comp.extras["quantization"] = {"decoder": decoder, "settings": decoder.settings}
     if (folder / TEXT_QUANT_FILE).is_file():
-        settings = json.loads((folder / TEXT_QUANT_FILE).read_text())
+        settings = read_json_object(folder / TEXT_QUANT_FILE, "text encoders")
         for name in TEXT_FOLDERS:
             ir[name].extras["quantization"] = {"settings": settings}

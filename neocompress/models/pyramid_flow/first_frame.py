@@ -117,7 +117,6 @@ def save_first_frame(ir: Any, directory: Any) -> None:
 
 def load_first_frame(ir: Any, directory: Any) -> None:
     """The saved first_frame component back into `ir` (rebuilt by its registered name, weights loaded strictly)."""
-    import json
     from pathlib import Path
 
     from neocompress.core.errors import CheckpointError
@@ -125,7 +124,9 @@ def load_first_frame(ir: Any, directory: Any) -> None:
     folder = Path(directory) / FIRST_FRAME_FOLDER
     if not (folder / "config.json").is_file():
         return
-    config = json.loads((folder / "config.json").read_text())
+    from neocompress.models.checkpoint import read_config
+
+    config = read_config(folder, "first_frame")
     try:
         module = build_first_frame(str(config.get("source")), config)
     except ValueError as e:

@@ -243,7 +243,13 @@ def tokenize_prompts(
 
 def _read_lengths(root: Path) -> dict[str, int]:
     path = root / _LENGTHS_FILE
-    return {k: int(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    from neocompress.core.errors import CheckpointError
+    from neocompress.models.checkpoint import read_json_object
+
+    lengths = read_json_object(path, "text encoders", default={})
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in lengths.values()):
+        raise CheckpointError(f"text encoders: '{path}' must map names to positive token counts, got {lengths}")
+    return lengths
 
 
 def _config_dict(model: CLIPTextModelWithProjection | T5EncoderModel) -> dict[str, Any]:
