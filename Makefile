@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python benchmarks/run.py --output benchmarks/results.json
 	$(BIN)/python benchmarks/substitution_speed.py --output benchmarks/substitution_speed.json
 	$(BIN)/python benchmarks/step_distill_speed.py --output benchmarks/step_distill_speed.json
+	$(BIN)/python benchmarks/recipe_fuzz.py --count 10000 --output benchmarks/results.json
 
 # The Neodragon chain with the budgets quality needs (about 90 min on 2 cores; resumes from .neocompress-cache):
 # MiniBench after every pass, the naive baselines, the issue-16 bars; the table goes into benchmarks/results.md.

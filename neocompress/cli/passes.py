@@ -68,7 +68,22 @@ def show(name: str, as_json: bool) -> None:
 
 
 def type_name(annotation: object) -> str:
-    # `list[int].__name__` is just "list": generic aliases print in full, plain classes by name
-    if get_origin(annotation) is None and isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    """How a config field's type reads in `passes show` and the docs: `list[int]`, `int | None`, `Literal[...]`;
+    an `Annotated` number type (the shared ranges of `neocompress.core.config_types`) by its base type."""
+    import types
+    import typing
+
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return type_name(typing.get_args(annotation)[0])
+    if annotation is type(None):
+        return "None"
+    if origin is None:
+        return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return str(annotation).replace("typing.", "")
+    inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+    return f"{getattr(origin, '__name__', str(origin))}[{inner}]"

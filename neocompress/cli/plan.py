@@ -14,29 +14,28 @@ from neocompress.recipe import load_recipe
 
 
 def plan_recipe(recipe_path: str) -> dict:
-    r = load_recipe(recipe_path)  # validation plans every pass on the weightless skeleton
-    family = get_family(r.model.model.family)
-    video = family.video_setting(r.planned[0][1], r.model.generate)
-    steps = []
-    for name, ir in r.planned:
-        here = family.video_setting(ir, r.model.generate)  # a pass may change the schedule (step_distill)
+    generate: list = []
+
+    def step(name: str | None, ir) -> dict:  # called by validation right after each pass is planned
+        family = get_family(ir.family)
+        here = family.video_setting(ir, generate[0] if generate else None)  # a pass may change the schedule
         comps = {}
         for c in ir:
             if c.module is None:
                 continue
             comps[c.name] = {"params": c.num_params(), "flops": family.component_flops(ir, c.name, here),
                              "precision": simulated_precision(c) or "float"}  # fmt: skip
-        steps.append(
-            {
-                "pass": name,
-                "components": comps,
-                "total_params": sum(v["params"] for v in comps.values()),
+        return {"pass": name, "components": comps, "total_params": sum(v["params"] for v in comps.values()),
                 "total_flops": sum(v["flops"] for v in comps.values()),
-                "flops_per_video": float(sum(v["flops"] for v in comps.values())),
-                "nfe": int(here["nfe"]),
-                "schedule": here["schedule"],
-            }
-        )
+                "flops_per_video": float(sum(v["flops"] for v in comps.values())), "nfe": int(here["nfe"]),
+                "schedule": here["schedule"], "video": here}  # fmt: skip
+
+    generate.append(load_recipe(recipe_path, check_model=False).model.generate)
+    r = load_recipe(recipe_path, observe=step)  # validation plans every pass on the weightless skeleton
+    steps = [s for _, s in r.planned]
+    video = steps[0].pop("video")
+    for s in steps[1:]:
+        s.pop("video")
     return {"recipe": recipe_path, "video": video, "steps": steps}
 
 

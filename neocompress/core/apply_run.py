@@ -85,7 +85,7 @@ def apply_recipe(
         ctx.instruments.append(MiniBenchInstrument(family, prompts=ev.prompts, seed=ev.seed, cache=ctx.scores))
     manager = PassManager(recipe.passes, ctx, save=family.save, load_saved=load_saved)
 
-    base_summary = (recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source)).summary()
+    base_summary = recipe.planned[0][1] if recipe.planned else family.skeleton(m.model.source).summary()
     run = manager.run(load_base, base_key)
     distributed.barrier()
     if not distributed.is_main():  # the output is rank 0's to write; wait until it has

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 
 class PassConfig(BaseModel):
-    """Base of every pass config: immutable, and unknown keys are errors (never silently ignored)."""
+    """Base of every pass config: immutable, unknown keys are errors (never silently ignored), floats finite."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 @dataclass
@@ -69,6 +69,12 @@ class Pass(ABC):
     def data_needs(self) -> dict[str, str]:
         """The recipe's `data.prompts` sets this pass reads, as {config path: set name}; the recipe check
         reports a missing set at that path before anything runs."""
+        return {}
+
+    def input_paths(self) -> dict[str, str | None]:
+        """Files and folders this pass reads, as {config path: the value given}; the recipe check reports one
+        that does not exist at that path (a `builtin:` name is the pass's own to resolve), unless the model has
+        no weights here and the recipe can only be planned."""
         return {}
 
     def target_problems(self, device: Any) -> list[Problem]:

@@ -30,18 +30,26 @@ class Replacement:
     replaces: str  # the component name it takes the place of
     build: Builder
     summary: str = ""
+    # options -> {option path: why it cannot build}; checked at validation, before anything is built
+    check_options: Callable[[dict[str, Any]], dict[str, str]] | None = None
+
+    def option_problems(self, options: dict[str, Any]) -> dict[str, str]:
+        return self.check_options(options) if self.check_options is not None else {}
 
 
 REPLACEMENTS: dict[str, Replacement] = {}
 
 
-def register_replacement(name: str, replaces: str, summary: str = "") -> Callable[[Builder], Builder]:
-    """Register `build(ir, options) -> Component` as the replacement `name` for component `replaces`."""
+def register_replacement(name: str, replaces: str, summary: str = "",
+                         check: Callable[[dict[str, Any]], dict[str, str]] | None = None,
+                         ) -> Callable[[Builder], Builder]:  # fmt: skip
+    """Register `build(ir, options) -> Component` as the replacement `name` for component `replaces`; `check`
+    says which options cannot build (validation reports them with their recipe lines)."""
 
     def decorate(build: Builder) -> Builder:
         if name in REPLACEMENTS:
             raise ValueError(f"a replacement named '{name}' is already registered")
-        REPLACEMENTS[name] = Replacement(name, replaces, build, summary)
+        REPLACEMENTS[name] = Replacement(name, replaces, build, summary, check)
         return build
 
     return decorate

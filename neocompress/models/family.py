@@ -34,6 +34,10 @@ class ModelFamily(ABC):
     def skeleton(self, source: str) -> PipelineIR:
         """The same pipeline on the meta device: structure and shapes, no weights, no memory."""
 
+    def has_weights(self, source: str) -> bool:
+        """Whether passes can run on `source` here (a weightless builtin can only be inspected and planned)."""
+        return True
+
     def check_weights(self, source: str) -> None:
         """Check every weight file of a checkpoint directory against the model from its headers alone (names,
         shapes, dtypes; no tensor read), so `validate` and `inspect` catch a truncated, zero-byte, mismatched or

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from neocompress.core.config_types import BlockIndex, Weight
 from neocompress.core.errors import Problem, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
@@ -40,15 +41,15 @@ class BlockPruneConfig(PassConfig):
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="the teacher sampling that importance is measured over"
     )
-    weights: dict[str, float] = Field(
+    weights: dict[str, Weight] = Field(
         default_factory=lambda: {"visual": 1.0, "text": 0.0},
         description="weight of each stream's importance in the ranking (Neodragon weighed the visual stream)",
     )
-    protect: list[int] = Field(default_factory=lambda: [0], description="blocks never removed (-1 = the last)")
+    protect: list[BlockIndex] = Field(default_factory=lambda: [0], description="blocks never removed (-1 = the last)")
     remove: int | None = Field(None, ge=1, description="remove this many blocks")
     keep: int | None = Field(None, ge=1, description="keep this many blocks")
     budget: BudgetConfig | None = Field(None, description="remove least-important blocks until the budget holds")
-    indices: list[int] | None = Field(None, min_length=1, description="remove exactly these blocks")
+    indices: list[BlockIndex] | None = Field(None, min_length=1, description="remove exactly these blocks")
     recovery: RecoveryConfig | None = Field(
         None, description="two-stage recovery training after the cut (stage1 fine-tune, stage2 distil; null: none)"
     )
@@ -145,6 +146,10 @@ class BlockPrune(Pass):
 
     def data_needs(self) -> dict[str, str]:
         return {"calibration.prompts": self.config.calibration.prompts}
+
+    def input_paths(self) -> dict[str, str | None]:
+        recovery = self.config.recovery
+        return {"recovery.data.latents": recovery.data.latents if recovery is not None else None}
 
     def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
         comp = ir[self.config.component]

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from neocompress.core.config_types import SamplingSteps
 from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import PassConfig
 
@@ -17,10 +18,10 @@ class CalibrationConfig(PassConfig):
     count: int | None = Field(None, ge=1, description="use the first `count` prompts of the set (default: all)")
     samples: int = Field(1, ge=1, description="noise samples per prompt")
     batch: int = Field(4, ge=1, description="prompts per sampler call")
-    first: list[int] | None = Field(
+    first: list[SamplingSteps] | None = Field(
         None, min_length=1, description="steps per stage for the first latent frame (default: the model's)"
     )
-    later: list[int] | None = Field(None, min_length=1, description="steps per stage for later frames")
+    later: list[SamplingSteps] | None = Field(None, min_length=1, description="steps per stage for later frames")
 
     def prompt_set(self, ctx: Any, pass_name: str) -> list[str]:
         """The whole named set (a pass may use the prompts past `count`, e.g. as held-out ones)."""

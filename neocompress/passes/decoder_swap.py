@@ -26,6 +26,7 @@ import torch
 from pydantic import Field, model_validator
 
 from neocompress.analysis.quality import minibench_of
+from neocompress.core.config_types import Channels, SamplingSteps
 from neocompress.core.errors import Problem, UserInputError, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
@@ -37,7 +38,7 @@ WORLD = "builtin:world"
 
 class DecoderSwapConfig(PassConfig):
     replacement: str = Field("taehv", description="the registered replacement component for the VAE decoder")
-    widths: list[int] = Field(
+    widths: list[Channels] = Field(
         default_factory=lambda: [256, 128, 64, 64], min_length=4, max_length=4,
         description="channel widths of the TAEHV stages (Neodragon: 256, 128, 64, 64)",
     )  # fmt: skip
@@ -50,9 +51,10 @@ class DecoderSwapConfig(PassConfig):
         "its config sets the widths",
     )
     blocks_per_stage: int = Field(
-        3, ge=1, description="MemBlocks per stage (TAEHV and Neodragon: 3; fewer train faster on a tiny model)"
+        3, ge=1, le=16, description="MemBlocks per stage (TAEHV and Neodragon: 3; fewer train faster on a tiny model)"
     )
-    latent_channels: int | None = Field(None, ge=1, description="latent channels it reads (default: the VAE's)")
+    latent_channels: int | None = Field(None, ge=1, le=4096,
+                                        description="latent channels it reads (default: the VAE's)")  # fmt: skip
     videos: str | None = Field(
         None, description="training clips: a folder (mp4, gif, PNG-frame folders), builtin:world, or null to "
         "distil from the native decoder on the teacher's own samples"
@@ -60,8 +62,10 @@ class DecoderSwapConfig(PassConfig):
     count: int = Field(64, ge=2, description="clips to train on (the folder's first, world renders or samples)")
     heldout: int = Field(4, ge=1, description="clips kept out of training for PSNR and the frame grid")
     prompts: str = Field("calibration", description="prompt set the teacher samples when no videos are given")
-    first: list[int] | None = Field(None, min_length=1, description="teacher sampling steps per stage, first frame")
-    later: list[int] | None = Field(None, min_length=1, description="teacher sampling steps per stage, later frames")
+    first: list[SamplingSteps] | None = Field(None, min_length=1,
+                                              description="teacher sampling steps per stage, first frame")  # fmt: skip
+    later: list[SamplingSteps] | None = Field(None, min_length=1,
+                                              description="teacher sampling steps per stage, later frames")  # fmt: skip
     train: StageConfig = Field(default_factory=StageConfig, description="the training run")
     crop: int | None = Field(
         None, ge=2, description="train on random latent windows of this side (the video's 8x window): cheaper steps"
@@ -120,6 +124,9 @@ class DecoderSwap(Pass):
 
     def data_needs(self) -> dict[str, str]:
         return {} if self.config.videos is not None else {"prompts": self.config.prompts}
+
+    def input_paths(self) -> dict[str, str | None]:
+        return {"checkpoint": self.config.checkpoint, "videos": self.config.videos}
 
     def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
         return {"vae_decoder": ir["vae_decoder"].num_params(), "vae_encoder": ir["vae_encoder"].num_params()}

@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, model_validator
 
 from neocompress.analysis.quality import minibench_of
+from neocompress.core.config_types import SamplingSteps
 from neocompress.core.errors import Problem, UserInputError, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
@@ -41,7 +42,7 @@ class StudentConfig(PassConfig):
     encoder: dict[str, Any] = Field(
         default_factory=dict, description="T5 config overrides of DistilT5's encoder (default: T5-v1.1-base)"
     )
-    width: int | None = Field(None, ge=1, description="DistilT5's projection width (default: T5's own width)")
+    width: int | None = Field(None, ge=1, le=65536, description="DistilT5's projection width (default: T5's own width)")
     checkpoint: str | None = Field(
         None,
         description="a DistilT5 folder (config.json + model.safetensors) trained on text to start from, as the "
@@ -55,13 +56,14 @@ class StudentConfig(PassConfig):
 
 
 class AdapterConfig(PassConfig):
-    hidden: int | None = Field(None, ge=1, description="hidden width of the ContextAdapter (default: its input)")
-    layers: int = Field(4, ge=1, description="hidden layers of the skip-MLP")
+    hidden: int | None = Field(None, ge=1, le=65536,
+                               description="hidden width of the ContextAdapter (default: its input)")  # fmt: skip
+    layers: int = Field(4, ge=1, le=64, description="hidden layers of the skip-MLP")
 
 
 class LoraSettings(PassConfig):
-    r: int = Field(16, ge=1, description="LoRA rank")
-    alpha: float = Field(32.0, gt=0, description="LoRA scale numerator (scale = alpha / r)")
+    r: int = Field(16, ge=1, le=4096, description="LoRA rank")
+    alpha: float = Field(32.0, gt=0, le=1e6, description="LoRA scale numerator (scale = alpha / r)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA branch")
     target_modules: list[str] = Field(
         default_factory=lambda: [], description="Linear layers to adapt (default: attention, FFN, projection head)"
@@ -91,7 +93,7 @@ class EncoderSubstitutionConfig(PassConfig):
     cache_dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="dtype of the cached teacher targets (float16 halves the disk a big run needs)"
     )
-    probe_steps: list[int] = Field(
+    probe_steps: list[SamplingSteps] = Field(
         default_factory=lambda: [2, 2, 2],
         min_length=1,
         description="steps per stage of the held-out teacher sampling whose denoiser calls are replayed",
@@ -132,6 +134,12 @@ class EncoderSubstitution(Pass):
                                                              "student.replacement")  # fmt: skip
         if problems:
             return problems
+        from neocompress.ir.substitution import get_replacement
+
+        options = {"encoder": dict(self.config.student.encoder), "width": self.config.student.width}
+        found = get_replacement(self.config.student.replacement).option_problems(options)
+        if found:
+            return [Problem(why, path=f"student.{where}") for where, why in found.items()]
         if not ir["denoiser"].module.config.use_context_embedder:
             return [Problem("the denoiser has no context_embedder: T5 was already substituted", path="mode")]
         if "quantization" in ir["t5"].extras:
@@ -140,6 +148,9 @@ class EncoderSubstitution(Pass):
 
     def data_needs(self) -> dict[str, str]:
         return {"prompts": self.config.prompts}
+
+    def input_paths(self) -> dict[str, str | None]:
+        return {"student.checkpoint": self.config.student.checkpoint}
 
     def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
         return {"t5": ir["t5"].num_params(), "denoiser": ir["denoiser"].num_params()}

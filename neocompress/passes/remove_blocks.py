@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from neocompress.core.config_types import BlockIndex
 from neocompress.core.errors import Problem, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
@@ -20,7 +21,7 @@ from neocompress.ir.pipeline_ir import PipelineIR
 
 
 class RemoveBlocksConfig(PassConfig):
-    indices: list[int] = Field(..., min_length=1, description="0-based indices of the blocks to remove")
+    indices: list[BlockIndex] = Field(..., min_length=1, description="0-based indices of the blocks to remove")
     component: str = Field("denoiser", description="the component whose blocks are removed")
 
     @field_validator("indices")

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from neocompress.core.config_types import SamplingSteps
 from neocompress.core.errors import Problem, UserInputError, VerificationError
 from neocompress.core.pass_base import Pass, PassConfig, PassResult
 from neocompress.core.registry import register_pass
@@ -32,8 +33,8 @@ from neocompress.train.stage import StageConfig
 
 
 class ScheduleConfig(PassConfig):
-    first: list[int] | None = Field(None, min_length=1, description="steps per stage for the first unit")
-    later: list[int] | None = Field(None, min_length=1, description="steps per stage for later units")
+    first: list[SamplingSteps] | None = Field(None, min_length=1, description="steps per stage for the first unit")
+    later: list[SamplingSteps] | None = Field(None, min_length=1, description="steps per stage for later units")
     guidance_first: float | None = Field(None, ge=0, description="CFG scale of the first unit (<= 1: off)")
     guidance_later: float | None = Field(None, ge=0, description="CFG scale of later units (<= 1: off)")
 
@@ -109,6 +110,9 @@ class StepDistill(Pass):
 
             problems += minibench_problems(ir, self.config.minibench)
         return problems
+
+    def input_paths(self) -> dict[str, str | None]:
+        return {"latents": self.config.latents}
 
     def data_needs(self) -> dict[str, str]:
         return {} if self.config.latents else {"prompts": self.config.prompts}

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from neocompress.core.config_types import TeacherBlock
 from neocompress.core.errors import UserInputError
 from neocompress.core.pass_base import PassConfig
 from neocompress.models.adapter import BlockAdapter
@@ -34,7 +35,7 @@ HELDOUT_SEED = 1234  # the fidelity inputs are the same before and after every s
 
 
 class DistillStageConfig(StageConfig):
-    mapping: Literal["simple", "kept"] | list[int] = Field(
+    mapping: Literal["simple", "kept"] | list[TeacherBlock] = Field(
         "simple",
         description="teacher block matched to each student block: simple = same index (Neodragon), kept = the "
         "block it was before pruning, or an explicit list of teacher indices",

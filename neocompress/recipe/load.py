@@ -8,6 +8,8 @@ structural effect of the passes before it applied, so e.g. a block index that an
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from neocompress.core.pass_base import Pass
 from neocompress.core.registry import UnknownPassError, get_pass
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.recipe.schema import RecipeModel
+from neocompress.recipe.values import value_problems
 from neocompress.recipe.yaml_lines import PathKey, format_path, line_of, load_yaml_with_lines, read_recipe_file
 
 
@@ -30,8 +33,9 @@ class Recipe:
     model: RecipeModel
     passes: list[Pass]
     file: str
-    # The weightless IR before and after each pass, kept by validation so `plan` and `apply` need not redo it.
-    planned: list[tuple[str | None, PipelineIR]] = field(default_factory=list)
+    # What validation saw of the weightless IR before and after each pass (`observe`'s answer; by default the
+    # IR's summary), so `plan` and `apply` need not redo it.
+    planned: list[tuple[str | None, Any]] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe with every default filled in (what the output records)."""
@@ -47,7 +51,7 @@ def _pydantic_problems(err: ValidationError, prefix: PathKey, lines: dict[PathKe
     problems = []
     for e in err.errors():
         loc: PathKey = prefix + tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-        msg = e["msg"]
+        msg = e["msg"].replace("valid array", "valid list").replace("be an object", "be a mapping (key: value)")
         if e["type"] == "extra_forbidden":
             msg = f"unknown key '{loc[-1]}'"
         elif e["type"] == "missing":
@@ -65,10 +69,12 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
         raise RecipeError(
             [Problem("a recipe must be a YAML mapping with 'model', 'passes' and 'output'", file=file, line=1)]
         )
-    problems: list[Problem] = []
+    problems = value_problems(data, lines, file)
+    if problems:  # a date, a set, infinity or a number that cannot run: nothing below can mean it
+        raise RecipeError(problems)
     model: RecipeModel | None = None
     try:
-        model = RecipeModel.model_validate(data)
+        model = RecipeModel.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as e:
         problems += _pydantic_problems(e, (), lines, file)
 
@@ -98,7 +104,7 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
                 continue
             cfg = {k: v for k, v in entry.items() if k != "name"}
             try:
-                passes.append(cls(cls.Config.model_validate(cfg)))
+                passes.append(cls(cls.Config.model_validate_json(json.dumps(cfg), strict=True)))
             except ValidationError as e:
                 problems += _pydantic_problems(e, where, lines, file)
     if problems or model is None:
@@ -106,11 +112,18 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
     return Recipe(model=model, passes=passes, file=file)
 
 
-def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None) -> list[Problem]:
-    """Layer (3): the model source, the data, the `generate:` section, and every pass on the weightless skeleton
-    in recipe order. On success `recipe.planned` holds the skeleton before and after each pass."""
-    import copy
+Observe = Callable[[str | None, PipelineIR], Any]
 
+
+def _summary(_name: str | None, ir: PipelineIR) -> Any:
+    return ir.summary()
+
+
+def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None,
+                        observe: Observe = _summary) -> list[Problem]:  # fmt: skip
+    """Layer (3): the model source, the data, the `generate:` section, and every pass on the weightless skeleton
+    in recipe order, planned in place (one skeleton, no copies: validating a 2B recipe stays well under a
+    second). On success `recipe.planned` holds `observe(pass name, IR)` before and after each pass."""
     from neocompress.core.context import PassContext
     from neocompress.data.prompts import read_prompt_source
     from neocompress.models.family import get_family
@@ -146,7 +159,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
         where = ("target",) if m.target is not None else ("targets",)
         problems.append(problem(f"lowering supports the pyramid-flow family so far, not '{family.name}'", where))
     ctx = PassContext.for_planning(seed=m.model.seed, target=[t.model_dump() for t in m.all_targets()] or None)
-    planned: list[tuple[str | None, PipelineIR]] = [(None, ir)]
+    planned: list[tuple[str | None, Any]] = [(None, observe(None, ir))]
     for i, p in enumerate(recipe.passes):
         for path, name in p.data_needs().items():
             if name not in m.data.prompts:
@@ -164,13 +177,15 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
         for profile in profiles:  # what a target device cannot run fails here, not on upload
             for prob in p.target_problems(profile):
                 problems.append(problem(f"{p.name}: {prob.message}", ("passes", i, *(prob.path or "").split("."))))
+        if family.has_weights(m.model.source):  # a weightless source can only be planned: paths may come later
+            found += _missing_inputs(p)
         for prob in found:
             loc: PathKey = ("passes", i) + tuple(x for x in (prob.path or "").split(".") if x)
             problems.append(problem(f"{p.name}: {prob.message}", loc))
         if found:
             break  # later passes would be checked against a structure this one cannot produce
         try:
-            ir = p.plan(copy.deepcopy(ir), ctx).ir
+            ir = p.plan(ir, ctx).ir
         except NeocompressError as e:
             problems.append(problem(f"{p.name}: {e}", ("passes", i)))
             break
@@ -178,10 +193,25 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None)
             problems.append(problem(f"{p.name}: these settings cannot be planned on the model: "
                                     f"{type(e).__name__}: {e}", ("passes", i)))  # fmt: skip
             break
-        planned.append((p.name, ir))
+        planned.append((p.name, observe(p.name, ir)))
     if not problems:
         recipe.planned = planned
     return problems
+
+
+def _missing_inputs(p: Pass) -> list[Problem]:
+    """The pass's input files and folders that are not there (a builtin: name is the pass's to resolve)."""
+    out = []
+    for where, value in p.input_paths().items():
+        if not value or value.startswith("builtin:"):
+            continue
+        try:
+            there = Path(value).exists()
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            there = False
+        if not there:
+            out.append(Problem(f"'{value}' does not exist", path=where))
+    return out
 
 
 def _check_targets(m: Any) -> tuple[list[Any], list[tuple[str, PathKey]]]:
@@ -219,14 +249,15 @@ def _check_targets(m: Any) -> tuple[list[Any], list[tuple[str, PathKey]]]:
     return profiles, problems
 
 
-def load_recipe(path: str | Path, *, check_model: bool = True) -> Recipe:
-    """Read, parse and fully validate a recipe file; raise RecipeError listing every problem."""
+def load_recipe(path: str | Path, *, check_model: bool = True, observe: Observe = _summary) -> Recipe:
+    """Read, parse and fully validate a recipe file; raise RecipeError listing every problem. `observe` says
+    what `recipe.planned` keeps of each planned step."""
     file = str(path)
     text = read_recipe_file(Path(path))
     recipe = parse_recipe(text, file)
     if check_model:
         _, lines = load_yaml_with_lines(text, file)
-        problems = check_against_model(recipe, lines)
+        problems = check_against_model(recipe, lines, observe)
         if problems:
             raise RecipeError(problems)
     return recipe

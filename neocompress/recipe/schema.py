@@ -10,9 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from neocompress.core.config_types import Guidance, SamplingSteps
+
+StageSteps = tuple[SamplingSteps, SamplingSteps, SamplingSteps]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(Strict):
@@ -65,23 +69,16 @@ class GenerateSection(Strict):
     frames: int | None = Field(None, gt=0, description="video frames; must be 1 + 8k")
     height: int | None = Field(None, gt=0, description="height in pixels")
     width: int | None = Field(None, gt=0, description="width in pixels")
-    first_unit_steps: tuple[int, int, int] | None = Field(None, description="steps per stage, first latent frame")
-    later_unit_steps: tuple[int, int, int] | None = Field(None, description="steps per stage, later latent frames")
-    guidance_first: float | None = Field(None, description="CFG scale for the first latent frame (<= 1: off)")
-    guidance_later: float | None = Field(None, description="CFG scale for later latent frames (<= 1: off)")
+    first_unit_steps: StageSteps | None = Field(None, description="steps per stage, first latent frame")
+    later_unit_steps: StageSteps | None = Field(None, description="steps per stage, later latent frames")
+    guidance_first: Guidance | None = Field(None, description="CFG scale for the first latent frame (<= 1: off)")
+    guidance_later: Guidance | None = Field(None, description="CFG scale for later latent frames (<= 1: off)")
 
     @field_validator("frames")
     @classmethod
     def _frames_fit_vae(cls, v: int | None) -> int | None:
         if v is not None and (v - 1) % 8 != 0:
             raise ValueError(f"frames must be 1 + 8k for the 8x temporal VAE (e.g. 9, 17, 49), got {v}")
-        return v
-
-    @field_validator("first_unit_steps", "later_unit_steps")
-    @classmethod
-    def _positive_steps(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-        if v is not None and min(v) < 1:
-            raise ValueError(f"steps per stage must be >= 1, got {list(v)}")
         return v
 
 

@@ -33,6 +33,7 @@ def check_text(text: str, filename: str) -> None:
     size = len(text.encode("utf-8", errors="replace"))
     if size > MAX_BYTES:
         raise _refuse(f"recipe is {size:,} bytes; a recipe may be at most {MAX_BYTES:,}", filename, None)
+    _check_flow_depth(text, filename)
     depth = 0
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
@@ -44,6 +45,38 @@ def check_text(text: str, filename: str) -> None:
                 depth -= 1
     except yaml.YAMLError:
         return  # the composer reports a malformed text with its own message and line
+
+
+def _check_flow_depth(text: str, filename: str) -> None:
+    """Unclosed `[` / `{` outside quotes and comments, in one pass over the characters. Needed before the token
+    scan: PyYAML keeps scanning ahead while a flow collection could still turn out to be a mapping key, so
+    `[[[[...` thousands deep costs it quadratic time before the first token comes back."""
+    depth, quote, line = 0, "", 1
+    previous = "\n"
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\n":
+            line += 1
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"" and previous in " \t\n[{,:-":
+            quote = c
+        elif c == "#" and previous in " \t\n":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise RecipeError([Problem(f"nesting deeper than {MAX_DEPTH} levels", file=filename, line=line)])
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        previous = c
+        i += 1
 
 
 def check_graph(root: yaml.Node, filename: str) -> None:

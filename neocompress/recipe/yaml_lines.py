@@ -6,6 +6,7 @@ walk the node tree once and map each path (("passes", 0, "indices") ...) to its 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2's floats without a dot (`1e-4`, `2E+3`), which YAML 1.1 (PyYAML) would read as text: a recipe's
+# learning rate written the common way is the number it looks like.
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                                       list("-+0123456789"))  # fmt: skip
 
 
 def _walk(root: yaml.Node, lines: dict[PathKey, int]) -> None:

@@ -1,12 +1,11 @@
 """Checkpoints of the training engine, and the EMA of the trained parameters.
 
-Why this layout: `accelerator.save_state` already writes the optimizer, the LR scheduler, the fp16 grad scaler,
-every process's RNG states (`random_states_<rank>.pkl`) and registered objects (the EMA) in the form that
-`load_state` reads back on any launcher. What it would get wrong for us is the model: it saves the whole prepared
-module, which here holds frozen teachers and encoders too (gigabytes that never change). A save/load pre-hook
-replaces that with `trained.safetensors`: only the trainable parameters plus all buffers (running statistics may
-move during training). Our own `trainer_state.json` adds the step, the data position, the loss history and the
-config, so a resumed run can check it continues the same run.
+Why this layout: a checkpoint holds only what changes. The model is `trained.safetensors`: the trainable
+parameters plus all buffers (running statistics may move during training), never the frozen teachers and
+encoders around them (gigabytes that never change). The optimizer, LR scheduler, fp16 grad scaler, EMA and every
+process's RNG states are written by `neocompress.train.state_io` as safetensors and JSON, so a resume unpickles
+nothing. Our own `trainer_state.json` adds the step, the data position, the loss history and the config, so a
+resumed run can check it continues the same run. (Sharded FSDP / DeepSpeed runs keep Accelerate's format.)
 
 A checkpoint is written into `checkpoints/.step-N.tmp` by all processes and renamed to `checkpoints/step-N` by
 the main one only when complete: a directory named `step-N` is always whole, so an interruption at any moment
@@ -19,7 +18,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +146,21 @@ def remove_stale_temporaries(work_dir: Path) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Any, work_dir: Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint `step` atomically. Every process must call this (save_state writes per-rank RNG files)."""
+def save_checkpoint(accelerator: Any, work_dir: Path, step: int, trainer_state: dict[str, Any], keep: int,
+                    write: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
+    """Write checkpoint `step` atomically. Every process must call this (each writes its own RNG states):
+    `write(folder)` writes the training state (`neocompress.train.state_io`); without it, Accelerate's
+    `save_state` does (the sharded FSDP / DeepSpeed runs)."""
     root = Path(work_dir) / CHECKPOINTS
     tmp, final = root / f".step-{step}.tmp", checkpoint_dir(work_dir, step)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    if write is not None:
+        write(tmp)
+    else:
+        accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every rank's files are in tmp before it becomes visible
     if accelerator.is_main_process:
         atomic_write_text(tmp / STATE_FILE, json.dumps(trainer_state))

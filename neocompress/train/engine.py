@@ -18,7 +18,7 @@ How the pieces fit:
   process saw 1/N of the epoch); our schedule is in optimizer steps, so the scheduler is stepped by hand
   (`step_scheduler_with_optimizer=False`) once per optimizer step, whatever the number of processes.
 - `set_seed(seed, device_specific=True)` gives each rank its own global RNG stream (loss noise, dropout) and
-  `save_state` stores each rank's RNG state, so a resumed run draws the same noise.
+  the checkpoint stores each rank's RNG state (`state_io`), so a resumed run draws the same noise.
 - Accelerate on CPU ignores `mixed_precision="fp16"` without a word (no autocast, no scaler); we fall back to
   "no" ourselves and say so in the result's notes. bf16 autocast does run on CPU and is kept.
 """
@@ -43,6 +43,7 @@ from torch import nn
 from neocompress.core.atomic import atomic_write_text
 from neocompress.core.errors import UserInputError
 from neocompress.train import checkpoint as ckpt
+from neocompress.train import state_io
 from neocompress.train.data import dataset_batches, is_map_dataset, iterable_batches
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ _COSMETIC_FIELDS = frozenset({"log_every", "checkpoint_every", "keep_checkpoints
 class TrainConfig(BaseModel):
     """Hyper-parameters of one training run. Frozen and strict: a typo in a recipe is an error, not a default."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(100, ge=1, description="Optimizer steps to train; a resumed run continues up to this count.")
     batch_size: int = Field(
@@ -357,7 +358,6 @@ def train(
     wrapper = _LossModule({"model": modules} if single else modules, loss_fn)  # type: ignore[dict-item]
     grad_flags = _select_trainable(wrapper, trainable)
     modes = _set_modes(wrapper)
-    hooks: list[Any] = []
     log_file = None
     bar = _Progress(False, 0, 0)
     try:
@@ -386,25 +386,15 @@ def train(
         clip_params = list(model.parameters()) if sharded else params
 
         ema = ckpt.EMA(dict(named), config.ema_decay, config.ema_warmup) if config.ema_decay else None
-        if ema is not None:
+        if ema is not None and sharded:
             acc.register_for_checkpointing(ema)
+        held = {"optimizer": optimizer, "scheduler": scheduler, "scaler": acc.scaler, "ema": ema, "rank": rank}
 
-        def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
-            # Replace Accelerate's full-model file by trainable params + buffers (frozen teachers never change).
-            for i in reversed(range(len(models))):
-                if acc.unwrap_model(models[i]) is wrapper:
-                    weights.pop(i)
+        def write_state(folder: Path) -> None:  # safetensors + JSON: nothing a resume reads is a pickle
+            folder.mkdir(parents=True, exist_ok=True)
             if acc.is_main_process:
-                ckpt.save_trained_weights(wrapper, trainable_names, Path(output_dir) / ckpt.TRAINED_WEIGHTS)
-
-        def load_hook(models: list[Any], input_dir: str) -> None:
-            for i in reversed(range(len(models))):
-                if acc.unwrap_model(models[i]) is wrapper:
-                    models.pop(i)
-            ckpt.load_trained_weights(wrapper, trainable_names, Path(input_dir) / ckpt.TRAINED_WEIGHTS)
-
-        if not sharded:
-            hooks += [acc.register_save_state_pre_hook(save_hook), acc.register_load_state_pre_hook(load_hook)]
+                ckpt.save_trained_weights(wrapper, trainable_names, folder / ckpt.TRAINED_WEIGHTS)
+            state_io.save_state(folder, main=acc.is_main_process, **held)
 
         set_seed(config.seed, device_specific=True)  # rank-specific global RNG; a resume overwrites it below
         start, history, prior_time, resumed_from = 0, [], 0.0, None
@@ -419,7 +409,11 @@ def train(
         if latest is not None:
             saved = ckpt.read_trainer_state(latest)
             _check_resumable(saved, config, world, latest)
-            acc.load_state(str(latest))
+            if sharded:
+                acc.load_state(str(latest))
+            else:
+                ckpt.load_trained_weights(wrapper, trainable_names, latest / ckpt.TRAINED_WEIGHTS)
+                state_io.load_state(latest, **held)
             start, history, prior_time, resumed_from = saved["step"], saved["history"], saved["time_s"], latest
             acc.step = start * config.grad_accum
             notes.append(f"resumed from {latest} at step {start}")
@@ -508,7 +502,8 @@ def train(
                     "time_s": record["time_s"],
                     "history": history,
                 }
-                last_ckpt = ckpt.save_checkpoint(acc, work_dir, step + 1, state, config.keep_checkpoints)
+                last_ckpt = ckpt.save_checkpoint(acc, work_dir, step + 1, state, config.keep_checkpoints,
+                                                 None if sharded else write_state)  # fmt: skip
         log.debug("training loop took %.2f s", time.perf_counter() - t_loop)
 
         raw_state = None
@@ -542,8 +537,6 @@ def train(
         bar.close()
         if log_file is not None:
             log_file.close()
-        for h in hooks:
-            h.remove()
         for p, flag in grad_flags.items():
             p.requires_grad_(flag)
         for m, mode in modes.items():

@@ -13,11 +13,11 @@ from neocompress.train.engine import TrainConfig
 
 
 class StageConfig(PassConfig):
-    steps: int = Field(100, ge=1, description="optimizer steps")
-    batch_size: int = Field(8, ge=1, description="latent clips per micro-batch per process")
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    lr: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
-    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps")
+    steps: int = Field(100, ge=1, le=10_000_000, description="optimizer steps")
+    batch_size: int = Field(8, ge=1, le=65536, description="latent clips per micro-batch per process")
+    grad_accum: int = Field(1, ge=1, le=65536, description="micro-batches per optimizer step")
+    lr: float = Field(1e-4, gt=0, le=1.0, description="peak AdamW learning rate")
+    warmup_steps: int = Field(10, ge=0, le=10_000_000, description="linear warm-up steps")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="autocast dtype where the device has it")
 
 

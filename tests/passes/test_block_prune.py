@@ -80,10 +80,8 @@ def test_plan_on_the_full_size_model(tmp_path: Path) -> None:
         "passes:\n  - name: block_prune\n    keep: 18\n"
         f"output: {tmp_path / 'full'}\n"
     )
-    recipe = load_recipe(f)
-    (_, planned) = recipe.planned[-1]
-    assert planned["denoiser"].module.num_blocks == 18
-    assert planned["denoiser"].num_params() == 1_518_448_192
+    recipe = load_recipe(f, observe=lambda _name, ir: (ir["denoiser"].module.num_blocks, ir["denoiser"].num_params()))
+    assert recipe.planned[-1][1] == (18, 1_518_448_192)
 
 
 @pytest.mark.parametrize(
@@ -143,13 +141,15 @@ def test_chart_and_choice_land_in_the_output_and_survive_a_resume(tmp_path: Path
 
 def test_the_neodragon_recipe_plans_24_to_18_blocks_then_quantizes() -> None:
     """In the paper's order: text encoder and decoder substitutions, block pruning with recovery, quantization."""
-    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml")
+    def seen(name, ir) -> dict:  # validation plans in place: what each step looked like is taken as it passes
+        den = ir["denoiser"].module
+        return {"blocks": den.num_blocks, "last_pre_only": den.transformer_blocks[-1].context_pre_only,
+                "t5": type(ir["t5"].module).__name__, "decoder": type(ir["vae_decoder"].module).__name__}
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml", observe=seen)
     names = [name for name, _ in recipe.planned]
     assert names == [None, "encoder_substitution", "decoder_swap", "block_prune", "step_distill", "quantize"]
-    (_, planned) = recipe.planned[3]
-    assert planned["denoiser"].module.num_blocks == 18
-    assert planned["denoiser"].module.transformer_blocks[-1].context_pre_only
-    assert type(planned["t5"].module).__name__ == "DistilT5"
-    assert type(planned["vae_decoder"].module).__name__ == "TAEHVDecoder"
+    assert recipe.planned[3][1] == {"blocks": 18, "last_pre_only": True, "t5": "DistilT5", "decoder": "TAEHVDecoder"}
+    assert recipe.planned[0][1]["blocks"] == 24
     prune = recipe.passes[2].config
     assert prune.recovery.stage1 is not None and prune.recovery.stage2 is not None

@@ -144,6 +144,10 @@ class DiffusersMMDiTFamily(ModelFamily):
             model = model.to(dtype=dtype)
         return self._ir(model.to(device=device).eval(), defaults, source)
 
+    def has_weights(self, source: str) -> bool:
+        source = str(source)
+        return not (source in self.builtins and self.builtins[source].weightless)
+
     def check_weights(self, source: str) -> None:
         """The transformer folder's safetensors headers against the model its config.json builds (names,
         shapes, dtypes; no tensor read): diffusers' own loader would read every tensor to find a mismatch."""

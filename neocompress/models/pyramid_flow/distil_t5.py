@@ -44,6 +44,41 @@ def distil_t5_base_config(vocab_size: int = 32128, pad_token_id: int = 0, eos_to
     return config
 
 
+# The T5 architecture keys a recipe may override (the vocabulary and special tokens are T5's own: DistilT5 shares
+# its tokenizer), with the range each runs in.
+ENCODER_OVERRIDES: dict[str, tuple[type, float, float]] = {
+    "d_model": (int, 1, 65536), "d_kv": (int, 1, 65536), "d_ff": (int, 1, 262144), "num_layers": (int, 1, 256),
+    "num_heads": (int, 1, 1024), "relative_attention_num_buckets": (int, 1, 4096),
+    "relative_attention_max_distance": (int, 1, 65536), "dropout_rate": (float, 0.0, 0.999),
+    "layer_norm_epsilon": (float, 1e-12, 1.0), "initializer_factor": (float, 1e-6, 100.0),
+}  # fmt: skip
+FEED_FORWARD = ("relu", "gated-gelu", "gated-relu")
+
+
+def encoder_override_problems(options: dict[str, Any]) -> dict[str, str]:
+    """{option path: why} for `encoder` overrides a T5 encoder cannot be built from."""
+    import difflib
+
+    out: dict[str, str] = {}
+    for key, value in (options.get("encoder") or {}).items():
+        where = f"encoder.{key}"
+        if key == "feed_forward_proj":
+            if value not in FEED_FORWARD:
+                out[where] = f"must be one of {', '.join(FEED_FORWARD)}, got {value!r}"
+            continue
+        if key not in ENCODER_OVERRIDES:
+            near = difflib.get_close_matches(str(key), [*ENCODER_OVERRIDES, "feed_forward_proj"], n=1)
+            out[where] = "not a T5 setting DistilT5 takes" + (f"; did you mean '{near[0]}'?" if near else "")
+            continue
+        kind, low, high = ENCODER_OVERRIDES[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)):
+            out[where] = f"must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        elif not low <= value <= high:
+            out[where] = f"must be in [{low:g}, {high:g}], got {value!r}"
+    return out
+
+
 DISTIL_T5_CLASS = "DistilT5"  # the `neocompress_class` of a DistilT5 checkpoint's config.json
 
 

@@ -43,7 +43,12 @@ from neocompress.models.pyramid_flow.spec import (
 )
 from neocompress.models.pyramid_flow.text_config import TextBundleConfig
 from neocompress.models.pyramid_flow.text_encoders import build_clip_g, build_clip_l, build_t5
-from neocompress.models.pyramid_flow.tokenizers import TextTokenizers, load_tokenizers, tiny_tokenizer_root
+from neocompress.models.pyramid_flow.tokenizers import (
+    TextTokenizers,
+    load_tokenizers,
+    save_tokenizer,
+    tiny_tokenizer_root,
+)
 from neocompress.models.pyramid_flow.vae import CausalVAEConfig, CausalVAEDecoder, CausalVAEEncoder, LatentNorm
 from neocompress.models.taehv_decoder import TAEHVDecoder
 
@@ -244,7 +249,7 @@ class PyramidFlowFamily(ModelFamily):
         tokenizers = [ir[n].extras.get("tokenizer") for n in TEXT_FOLDERS]
         if all(t is not None for t in tokenizers):
             for folder, tok in zip(("tokenizer", "tokenizer_2", "tokenizer_3"), tokenizers, strict=True):
-                tok.save_pretrained(directory / folder)
+                save_tokenizer(tok, directory / folder)
         den = ir["denoiser"]
         save_component(den.module, directory / s.denoiser_folder, den.module.config.to_dict(), DENOISER_WEIGHTS)
         quantized = den.extras.get("quantization")
@@ -297,6 +302,9 @@ class PyramidFlowFamily(ModelFamily):
         (directory / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
 
     # ------------------------------------------------------------------ identity
+    def has_weights(self, source: str) -> bool:
+        return str(source) not in WEIGHTLESS
+
     def source_key(self, source: str, *, dtype: torch.dtype, seed: int) -> str:
         source = str(source)
         if source.startswith("builtin:"):

@@ -19,7 +19,14 @@ from neocompress.ir.pipeline_ir import spec
 from neocompress.ir.substitution import register_replacement
 
 
-@register_replacement("distil_t5", "t5", "DistilT5: a T5-v1.1-base encoder + projection head, T5's tokenizer")
+def _distil_t5_options(options: dict[str, Any]) -> dict[str, str]:
+    from neocompress.models.pyramid_flow.distil_t5 import encoder_override_problems
+
+    return encoder_override_problems(options)
+
+
+@register_replacement("distil_t5", "t5", "DistilT5: a T5-v1.1-base encoder + projection head, T5's tokenizer",
+                      check=_distil_t5_options)
 def build_distil_t5(ir: PipelineIR, options: dict[str, Any]) -> Component:
     """Options: `encoder` (T5 config overrides of the v1.1-base default), `width` (the projection's output, default
     T5's own width), `adapter` ({out_dim, hidden, layers}: a ContextAdapter after the projection), `max_length`

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -76,8 +77,25 @@ class TextTokenizers:
         """Write `root/tokenizer`, `root/tokenizer_2`, `root/tokenizer_3` (the checkpoint layout)."""
         root = Path(root)
         for name, tok in zip(SUBFOLDERS, self.as_tuple(), strict=True):
-            tok.save_pretrained(root / name)
+            save_tokenizer(tok, root / name)
         return root
+
+
+# Keys transformers writes into tokenizer_config.json about how this process loaded the tokenizer, not about the
+# tokenizer: a tokenizer reloaded from a cached step would otherwise save other bytes than the one it came from.
+_RUNTIME_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash")
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """`save_pretrained`, with the loading-time keys left out of tokenizer_config.json and its keys sorted, so
+    the same tokenizer always saves the same bytes however it was loaded."""
+    import json
+
+    tokenizer.save_pretrained(folder)
+    config = Path(folder) / "tokenizer_config.json"
+    if config.is_file():
+        data = {k: v for k, v in json.loads(config.read_text()).items() if k not in _RUNTIME_KEYS}
+        config.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def load_tokenizers(root: str | Path | None = None) -> TextTokenizers:
