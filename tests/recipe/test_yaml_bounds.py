@@ -1,10 +1,10 @@
 """A recipe is untrusted input: its YAML's cost is bounded by its size. Alias bombs, deep nesting, recursive
-aliases, non-scalar keys and scalars their tag cannot hold are each a RecipeError with the line, in well under a
-second and a few MB, and the shipped recipes stay far inside every bound."""
+aliases, non-scalar keys and scalars their tag cannot hold are each a RecipeError with the line, within a few MB
+(their time is measured by `benchmarks/recipe_fuzz.py`, not asserted here), and the shipped recipes stay far
+inside every bound."""
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -45,17 +45,15 @@ CASES = {
 def test_a_costly_or_malformed_recipe_is_a_recipe_error_in_bounded_time_and_memory(case: str) -> None:
     text, message, line = CASES[case]
     tracemalloc.start()
-    start = time.perf_counter()
     with pytest.raises(RecipeError) as err:
         load_yaml_with_lines(text, "r.yaml")
-    seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     problem = err.value.problems[0]
     assert message in problem.message and problem.file == "r.yaml", problem
     if line is not None:
         assert problem.line == line, problem
-    assert seconds < 1.0 and peak < 50e6, (seconds, peak)
+    assert peak < 50e6, peak
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
