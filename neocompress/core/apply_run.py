@@ -21,7 +21,7 @@ from neocompress.core.cache import PassCache
 from neocompress.core.context import PassContext
 from neocompress.core.figures import reported_figures
 from neocompress.core.instruments import Instrument
-from neocompress.core.manager import PassManager, RunOutcome
+from neocompress.core.manager import PassManager, RunOutcome, seed_pass
 from neocompress.core.versions import tool_versions
 from neocompress.data.prompts import PromptSets
 from neocompress.models.family import get_family
@@ -114,6 +114,7 @@ def apply_recipe(
     }
     with atomic_directory(out, force=force) as tmp:
         if m.all_targets():  # every bundle inside the output: it is complete, or there is no output at all
+            seed_pass(m.model.seed, len(recipe.passes), "targets")  # the lowering draws the same inputs every run
             manifest["targets"] = lower_targets(run.ir, m.all_targets(), tmp, bundle_video(m.generate),
                                                 m.model.seed, progress=lowering_progress)  # fmt: skip
         family.save(run.ir, tmp, manifest)

@@ -121,6 +121,7 @@ class PassManager:
             t0 = time.perf_counter()
             before = p.snapshot(outcome.ir)
             self.ctx.pass_index = i
+            seed_pass(self.ctx.seed, i, p.name)
             try:
                 result = p.run(outcome.ir, self.ctx)
             except NeocompressError:
@@ -172,3 +173,18 @@ class PassManager:
                 cache.store(keys[i], entry, write)
         outcome.ir.meta["pass_log"] = [r.to_dict() for r in outcome.records]
         return outcome
+
+
+def seed_pass(seed: int, index: int, name: str) -> None:
+    """Seed torch, NumPy and Python's RNGs for pass `index` from the recipe's seed, its place and its name.
+
+    Why every pass: torch draws its startup seed at random in each process, so anything a pass does not seed
+    itself (a module's initialisation, dropout) would differ between two runs of the same recipe, and between an
+    uninterrupted run and one resumed from the cache at this pass. Seeded here, pass k starts from the same
+    state however the run got to it."""
+    from accelerate.utils import set_seed
+
+    from neocompress.core.hashing import hash_json
+
+    set_seed(int(hash_json({"seed": seed, "pass": index, "name": name})[:8], 16))
+

@@ -416,7 +416,6 @@ def train(
                 state_io.load_state(latest, **held)
             start, history, prior_time, resumed_from = saved["step"], saved["history"], saved["time_s"], latest
             acc.step = start * config.grad_accum
-            notes.append(f"resumed from {latest} at step {start}")
 
         log_path = work_dir / LOG_FILE
         if acc.is_main_process:  # the log always equals the history of the checkpoint we continue from
