@@ -39,13 +39,21 @@ def read_prompt_source(source: str) -> list[str]:
         text = resources.files("neocompress.assets").joinpath("prompts", BUILTIN_PROMPTS[source]).read_text()
     else:
         path = Path(source)
-        if not path.is_file():
+        shown = source if len(source) <= 80 else f"{source[:60]}... ({len(source):,} characters)"
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+            raise UserInputError(f"prompt file '{shown}' is not a usable path: {getattr(e, 'strerror', None) or e}") \
+                from None
+        if not found:
             known = ", ".join(BUILTIN_PROMPTS)
-            raise UserInputError(f"prompt file '{source}' not found (known builtin sets: {known})")
+            raise UserInputError(f"prompt file '{shown}' not found (known builtin sets: {known})")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise UserInputError(f"prompt file '{source}' is not UTF-8 text (byte {e.start})") from None
+            raise UserInputError(f"prompt file '{shown}' is not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
+            raise UserInputError(f"cannot read prompt file '{shown}': {e.strerror or e}") from None
     prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not prompts:
         raise UserInputError(f"prompt source '{source}' holds no prompts")

@@ -113,3 +113,13 @@ def test_an_input_path_that_does_not_exist_is_refused_unless_the_model_can_only_
     assert err.value.problems[0].path == "passes[0].student.checkpoint"
     assert "does not exist" in err.value.problems[0].message
     load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "neodragon.yaml")  # weightless: plan only
+
+
+def test_a_prompt_source_too_long_for_the_file_system_is_a_recipe_error(tmp_path: Path) -> None:
+    """Found by the 10,000-mutant campaign: `data.prompts.*.source` of 5,000 characters raised OSError."""
+    f = tmp_path / "r.yaml"
+    f.write_text(f"model: {{source: builtin:tiny}}\ndata:\n  prompts:\n    p: {{source: {'x' * 5000}}}\npasses: []\n"
+                 f"output: {tmp_path / 'out'}\n")  # fmt: skip
+    with pytest.raises(RecipeError) as err:
+        load_recipe(f)
+    assert "not a usable path" in err.value.problems[0].message and err.value.problems[0].line == 4
