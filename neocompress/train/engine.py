@@ -413,7 +413,10 @@ def train(
                 acc.load_state(str(latest))
             else:
                 ckpt.load_trained_weights(wrapper, trainable_names, latest / ckpt.TRAINED_WEIGHTS)
-                state_io.load_state(latest, **held)
+                # A finished run trains nothing more: without an EMA, its weights are all it needs, so a finished
+                # stage can be kept (or shipped between machines) as trained.safetensors + trainer_state.json.
+                if not (saved["step"] >= config.steps and ema is None and state_io.is_weights_only(latest)):
+                    state_io.load_state(latest, **held)
             start, history, prior_time, resumed_from = saved["step"], saved["history"], saved["time_s"], latest
             acc.step = start * config.grad_accum
 

@@ -65,6 +65,12 @@ def load_state(folder: Path, *, optimizer: Any, scheduler: Any, scaler: Any, ema
     _load_rng(folder, rank)
 
 
+def is_weights_only(folder: Path) -> bool:
+    """A checkpoint reduced to its weights and record (a finished stage kept small): no optimizer, no pickle."""
+    return not (folder / f"{OPTIMIZER}.safetensors").is_file() and not any(folder.glob("*.pkl")) and not (
+        folder / "optimizer.bin").is_file()
+
+
 def refuse_pickle_checkpoint(folder: Path) -> None:
     """A checkpoint in Accelerate's pickle format (what neocompress wrote before this module) is not read."""
     if not (folder / f"{OPTIMIZER}.safetensors").is_file() and any(folder.glob("*.pkl")):

@@ -97,3 +97,22 @@ def test_an_old_pickle_checkpoint_is_refused_then_converted_and_resumes_exactly(
     resumed = _resumed(tmp_path)
     assert resumed.start_step == 6
     assert all(torch.equal(reference.state[k], resumed.state[k]) for k in reference.state)
+
+
+def test_a_finished_stage_kept_as_weights_only_reruns_to_the_same_result(tmp_path: Path, reference) -> None:
+    m = make_model(dropout=0.1)
+    run(tmp_path, model=m, loss=make_loss(m, input_noise=0.1), **{**CFG, "ema_decay": None})
+    final = tmp_path / "checkpoints" / "step-10"
+    for p in final.iterdir():
+        if p.name not in ("trained.safetensors", "trainer_state.json"):
+            p.unlink()
+    again = _resumed_without_ema(tmp_path)
+    assert again.start_step == 10
+    mf = make_model(dropout=0.1)
+    full = run(tmp_path / "full", model=mf, loss=make_loss(mf, input_noise=0.1), **{**CFG, "ema_decay": None})[0]
+    assert all(torch.equal(full.state[k], again.state[k]) for k in full.state)
+
+
+def _resumed_without_ema(work: Path):
+    m = make_model(dropout=0.1, seed=123)
+    return run(work, model=m, loss=make_loss(m, input_noise=0.1), **{**CFG, "ema_decay": None})[0]
