@@ -178,3 +178,16 @@ def applied_tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rc = main(["apply", str(TINY_RECIPE), "-o", str(out), "--cache-dir", str(cache), "--no-progress"])
     assert rc == 0 and (out / "neocompress.json").is_file()
     return {"output": out, "cache": cache}
+
+
+def hostile_pickle(marker: Path) -> bytes:
+    """A pickle that writes `marker` when unpickled: what a hostile weight or checkpoint file could do instead.
+    A test plants it and asserts the marker never appears."""
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self):
+            return (Path.write_text, (marker, "pwned"))
+
+    return pickle.dumps(RunsCode())
+

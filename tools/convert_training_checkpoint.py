@@ -11,7 +11,6 @@ allowed, nothing else). The pickle files are removed once the new files are writ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,37 +28,21 @@ def _load(path: Path):
 
 
 def convert(folder: Path) -> list[str]:
-    from neocompress.core.atomic import atomic_write_text
     from neocompress.train import state_io
 
-    written = []
-    tensors, plain = state_io._split_optimizer(_load(folder / "optimizer.bin"))
-    state_io._save_tensors_and_json(folder / state_io.OPTIMIZER, tensors, plain)
-    scheduler = _load(folder / "scheduler.bin")
-    atomic_write_text(folder / state_io.SCHEDULER, json.dumps(scheduler))
-    written += ["optimizer.safetensors", "optimizer.json", state_io.SCHEDULER]
+    scaler = folder / "scaler.pt"
+    ema = folder / "custom_checkpoint_0.pkl"
+    state_io.save_states(folder, _load(folder / "optimizer.bin"), _load(folder / "scheduler.bin"),
+                         _load(scaler) if scaler.is_file() else None, _load(ema) if ema.is_file() else None)
+    written = ["optimizer.safetensors", "optimizer.json", state_io.SCHEDULER]
+    written += [state_io.SCALER] if scaler.is_file() else []
+    written += ["ema.safetensors", "ema.json"] if ema.is_file() else []
     for f in sorted(folder.glob("random_states_*.pkl")):
         rank = int(f.stem.rsplit("_", 1)[1])
         rng = _load(f)
-        kind, keys, pos, has_gauss, cached = rng["numpy_random_seed"]
-        version, internal, gauss_next = rng["random_state"]
-        tensors = {"torch": rng["torch_manual_seed"],
-                   "numpy": torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64))}  # fmt: skip
-        if "torch_cuda_manual_seed" in rng:
-            tensors.update({f"cuda.{i}": s for i, s in enumerate(rng["torch_cuda_manual_seed"])})
-        state_io._save_tensors_and_json(folder / f"rng-{rank}", tensors, {
-            "numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss_next]})
+        state_io.save_rng(folder, rank, rng["torch_manual_seed"], list(rng.get("torch_cuda_manual_seed", [])),
+                          rng["numpy_random_seed"], rng["random_state"])
         written += [f"rng-{rank}.safetensors", f"rng-{rank}.json"]
-    ema = folder / "custom_checkpoint_0.pkl"
-    if ema.is_file():
-        state = _load(ema)
-        shadow = state.pop("shadow")
-        state_io._save_tensors_and_json(folder / state_io.EMA_FILE, shadow, state)
-        written += ["ema.safetensors", "ema.json"]
-    scaler = folder / "scaler.pt"
-    if scaler.is_file():
-        atomic_write_text(folder / state_io.SCALER, json.dumps(_load(scaler)))
-        written.append(state_io.SCALER)
     for old in [*folder.glob("*.pkl"), folder / "optimizer.bin", folder / "scheduler.bin", *folder.glob("scaler*.pt")]:
         old.unlink(missing_ok=True)
     return written

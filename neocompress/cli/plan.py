@@ -8,17 +8,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from neocompress.core.errors import RecipeError
 from neocompress.models.family import get_family
 from neocompress.quant.precision import simulated_precision
 from neocompress.recipe import load_recipe
+from neocompress.recipe.load import check_against_model
 
 
 def plan_recipe(recipe_path: str) -> dict:
-    generate: list = []
+    r = load_recipe(recipe_path, check_model=False)
 
     def step(name: str | None, ir) -> dict:  # called by validation right after each pass is planned
         family = get_family(ir.family)
-        here = family.video_setting(ir, generate[0] if generate else None)  # a pass may change the schedule
+        here = family.video_setting(ir, r.model.generate)  # a pass may change the schedule (step_distill)
         comps = {}
         for c in ir:
             if c.module is None:
@@ -30,8 +32,9 @@ def plan_recipe(recipe_path: str) -> dict:
                 "flops_per_video": float(sum(v["flops"] for v in comps.values())), "nfe": int(here["nfe"]),
                 "schedule": here["schedule"], "video": here}  # fmt: skip
 
-    generate.append(load_recipe(recipe_path, check_model=False).model.generate)
-    r = load_recipe(recipe_path, observe=step)  # validation plans every pass on the weightless skeleton
+    problems = check_against_model(r, observe=step)  # validation plans every pass on the weightless skeleton
+    if problems:
+        raise RecipeError(problems)
     steps = [s for _, s in r.planned]
     video = steps[0].pop("video")
     for s in steps[1:]:

@@ -38,14 +38,13 @@ def read_prompt_source(source: str) -> list[str]:
     if source in BUILTIN_PROMPTS:
         text = resources.files("neocompress.assets").joinpath("prompts", BUILTIN_PROMPTS[source]).read_text()
     else:
-        path = Path(source)
-        shown = source if len(source) <= 80 else f"{source[:60]}... ({len(source):,} characters)"
-        try:
-            found = path.is_file()
-        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
-            raise UserInputError(f"prompt file '{shown}' is not a usable path: {getattr(e, 'strerror', None) or e}") \
-                from None
-        if not found:
+        from neocompress.core.paths import shown_path, unusable_reason
+
+        path, shown = Path(source), shown_path(source)
+        reason = unusable_reason(source)
+        if reason:
+            raise UserInputError(f"prompt file '{shown}' is not a usable path: {reason}")
+        if not path.is_file():
             known = ", ".join(BUILTIN_PROMPTS)
             raise UserInputError(f"prompt file '{shown}' not found (known builtin sets: {known})")
         try:

@@ -101,13 +101,12 @@ class ModelFamily(ABC):
                     f"unknown builtin source '{source}' for family '{self.name}'.{hint} Known: {', '.join(known)}"
                 )
         else:
-            try:
-                is_dir = Path(source).is_dir()
-            except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
-                shown = source if len(source) <= 80 else f"{source[:60]}... ({len(source):,} characters)"
-                reason = getattr(e, "strerror", None) or e
-                raise SourceError(f"source '{shown}' is not a usable path: {reason}") from None
-            if not is_dir:
+            from neocompress.core.paths import shown_path, unusable_reason
+
+            reason = unusable_reason(source)
+            if reason:
+                raise SourceError(f"source '{shown_path(source)}' is not a usable path: {reason}")
+            if not Path(source).is_dir():
                 raise SourceError(f"source '{source}' is neither a builtin name nor an existing directory")
 
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from neocompress.core.errors import NeocompressError, Problem, RecipeError
 from neocompress.core.pass_base import Pass
+from neocompress.core.paths import shown_path, unusable_reason
 from neocompress.core.registry import UnknownPassError, get_pass
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.recipe.schema import RecipeModel
@@ -36,6 +37,8 @@ class Recipe:
     # What validation saw of the weightless IR before and after each pass (`observe`'s answer; by default the
     # IR's summary), so `plan` and `apply` need not redo it.
     planned: list[tuple[str | None, Any]] = field(default_factory=list)
+    # The line of every YAML path, so the model check's problems point at the line to fix.
+    lines: dict[PathKey, int] = field(default_factory=dict, repr=False)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe with every default filled in (what the output records)."""
@@ -109,10 +112,13 @@ def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
                 problems += _pydantic_problems(e, where, lines, file)
     if problems or model is None:
         raise RecipeError(problems)
-    return Recipe(model=model, passes=passes, file=file)
+    return Recipe(model=model, passes=passes, file=file, lines=lines)
 
 
 Observe = Callable[[str | None, PipelineIR], Any]
+# What a pass's check or plan raises on a value its config let through (a step count the scheduler refuses, a
+# shape torch cannot build): reported at the pass's path like any other problem.
+UNPLANNABLE = (ValueError, TypeError, RuntimeError, ArithmeticError)
 
 
 def _summary(_name: str | None, ir: PipelineIR) -> Any:
@@ -128,7 +134,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None,
     from neocompress.data.prompts import read_prompt_source
     from neocompress.models.family import get_family
 
-    lines = lines or {}
+    lines = lines if lines is not None else recipe.lines
     m = recipe.model
 
     def problem(message: str, loc: PathKey) -> Problem:
@@ -172,7 +178,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None,
             found = p.check(ir)
         except NeocompressError as e:
             found = [Problem(str(e))]
-        except (ValueError, TypeError, RuntimeError, OverflowError, ArithmeticError) as e:  # a value the config let in
+        except UNPLANNABLE as e:
             found = [Problem(f"these settings cannot be checked against the model: {type(e).__name__}: {e}")]
         for profile in profiles:  # what a target device cannot run fails here, not on upload
             for prob in p.target_problems(profile):
@@ -189,7 +195,7 @@ def check_against_model(recipe: Recipe, lines: dict[PathKey, int] | None = None,
         except NeocompressError as e:
             problems.append(problem(f"{p.name}: {e}", ("passes", i)))
             break
-        except (ValueError, TypeError, RuntimeError, OverflowError, ArithmeticError) as e:
+        except UNPLANNABLE as e:
             problems.append(problem(f"{p.name}: these settings cannot be planned on the model: "
                                     f"{type(e).__name__}: {e}", ("passes", i)))  # fmt: skip
             break
@@ -205,12 +211,8 @@ def _missing_inputs(p: Pass) -> list[Problem]:
     for where, value in p.input_paths().items():
         if not value or value.startswith("builtin:"):
             continue
-        try:
-            there = Path(value).exists()
-        except (OSError, ValueError):  # a name too long, a NUL byte
-            there = False
-        if not there:
-            out.append(Problem(f"'{value}' does not exist", path=where))
+        if unusable_reason(value) or not Path(value).exists():
+            out.append(Problem(f"'{shown_path(value)}' does not exist", path=where))
     return out
 
 
@@ -256,8 +258,7 @@ def load_recipe(path: str | Path, *, check_model: bool = True, observe: Observe 
     text = read_recipe_file(Path(path))
     recipe = parse_recipe(text, file)
     if check_model:
-        _, lines = load_yaml_with_lines(text, file)
-        problems = check_against_model(recipe, lines, observe)
+        problems = check_against_model(recipe, observe=observe)
         if problems:
             raise RecipeError(problems)
     return recipe

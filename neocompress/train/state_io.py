@@ -37,17 +37,27 @@ def save_state(folder: Path, *, optimizer: Any, scheduler: Any, scaler: Any, ema
                main: bool) -> None:  # fmt: skip
     """Write this process's RNG states, and (main process) the optimizer, scheduler, scaler and EMA."""
     folder = Path(folder)
-    _save_rng(folder, rank)
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    save_rng(folder, rank, torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
     if not main:
         return
-    _save_tensors_and_json(folder / OPTIMIZER, *_split_optimizer(optimizer.state_dict()))
-    atomic_write_text(folder / SCHEDULER, json.dumps(scheduler.state_dict()))
+    save_states(folder, optimizer.state_dict(), scheduler.state_dict(),
+                scaler.state_dict() if scaler is not None else None,
+                ema.state_dict() if ema is not None else None)  # fmt: skip
+
+
+def save_states(folder: Path, optimizer: dict[str, Any], scheduler: dict[str, Any], scaler: dict[str, Any] | None,
+                ema: dict[str, Any] | None) -> None:  # fmt: skip
+    """The shared state dicts in this module's files (also what tools/convert_training_checkpoint.py writes from
+    an old Accelerate checkpoint's)."""
+    _save_tensors_and_json(Path(folder) / OPTIMIZER, *_split_optimizer(optimizer))
+    atomic_write_text(Path(folder) / SCHEDULER, json.dumps(scheduler))
     if scaler is not None:
-        atomic_write_text(folder / SCALER, json.dumps(scaler.state_dict()))
+        atomic_write_text(Path(folder) / SCALER, json.dumps(scaler))
     if ema is not None:
-        state = ema.state_dict()
+        state = dict(ema)
         shadow = state.pop("shadow")
-        _save_tensors_and_json(folder / EMA_FILE, shadow, state)
+        _save_tensors_and_json(Path(folder) / EMA_FILE, shadow, state)
 
 
 def load_state(folder: Path, *, optimizer: Any, scheduler: Any, scaler: Any, ema: Any, rank: int) -> None:
@@ -104,16 +114,16 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> 
 
 
 # -- random states ------------------------------------------------------------------------------------------
-def _save_rng(folder: Path, rank: int) -> None:
-    tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+def save_rng(folder: Path, rank: int, torch_state: torch.Tensor, cuda_states: list[torch.Tensor],
+             numpy_state: tuple, python_state: tuple) -> None:  # fmt: skip
+    """One process's RNG states (as torch, `np.random.get_state()` and `random.getstate()` give them)."""
+    tensors = {"torch": torch_state, **{f"cuda.{i}": t for i, t in enumerate(cuda_states)}}
+    kind, keys, pos, has_gauss, cached = numpy_state
     tensors["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64))
-    version, internal, gauss_next = random.getstate()
+    version, internal, gauss_next = python_state
     plain = {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
              "python": [version, list(internal), gauss_next]}  # fmt: skip
-    _save_tensors_and_json(folder / f"rng-{rank}", tensors, plain)
+    _save_tensors_and_json(Path(folder) / f"rng-{rank}", tensors, plain)
 
 
 def _load_rng(folder: Path, rank: int) -> None:

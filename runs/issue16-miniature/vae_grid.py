@@ -2,16 +2,10 @@
 `python vae_grid.py CKPT OUT_DIR`"""
 import sys, numpy as np, torch
 from pathlib import Path
-from safetensors.torch import load_file
-torch.set_num_threads(1)
 from neocompress.analysis.video_io import frame_grid, to_uint8_frames
 from neocompress.bench.minibench import renderer_generate_fn, select_prompts
-from neocompress.miniature.configs import vae_config
-from neocompress.models.pyramid_flow.vae import CausalVAEDecoder, CausalVAEEncoder
-sd = load_file(sys.argv[1])
-enc, dec = CausalVAEEncoder(vae_config()).eval(), CausalVAEDecoder(vae_config()).eval()
-enc.load_state_dict({k[len("mods.encoder."):]: v for k, v in sd.items() if k.startswith("mods.encoder.")})
-dec.load_state_dict({k[len("mods.decoder."):]: v for k, v in sd.items() if k.startswith("mods.decoder.")})
+from _vae import load_vae
+enc, dec = load_vae(sys.argv[1])
 out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
 real = renderer_generate_fn()
 for i, p in enumerate(select_prompts(64)[::16]):

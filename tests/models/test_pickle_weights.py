@@ -4,7 +4,6 @@ run knowingly, gives safetensors that load and the same tensors."""
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from importlib.resources import files
 from pathlib import Path
@@ -16,18 +15,9 @@ from neocompress.cli.main import main
 from neocompress.core.errors import CheckpointError
 from neocompress.models.checkpoint import read_state_dict, weight_files
 from neocompress.models.pickle_weights import convert_folder, safetensors_name
+from tests.conftest import hostile_pickle
 
 TINY = Path(str(files("neocompress.assets") / "miniature"))
-
-
-class _RunsCode:
-    """Unpickling this writes a marker file: what a hostile `pytorch_model.bin` could do instead."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "pwned"))
 
 
 def _source_with_pickled_t5(tmp: Path) -> Path:
@@ -51,8 +41,7 @@ def test_a_pickle_only_folder_is_refused_naming_the_files_and_the_conversion(tmp
 def test_a_planted_pickle_is_never_opened(tmp_path: Path, capsys) -> None:
     source = _source_with_pickled_t5(tmp_path)
     marker = tmp_path / "marker"
-    with (source / "text_encoder_3" / "pytorch_model.bin").open("wb") as f:
-        pickle.dump(_RunsCode(marker), f)
+    (source / "text_encoder_3" / "pytorch_model.bin").write_bytes(hostile_pickle(marker))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"model: {{source: {source}}}\npasses: []\noutput: {tmp_path / 'out'}\n")
     for argv in (["inspect", str(source)], ["validate", str(recipe)], ["apply", str(recipe)]):

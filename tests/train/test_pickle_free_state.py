@@ -5,7 +5,6 @@ the command that converts it, and once converted it resumes to the same weights 
 from __future__ import annotations
 
 import json
-import pickle
 import random
 from pathlib import Path
 
@@ -15,20 +14,12 @@ import torch
 
 from neocompress.core.errors import UserInputError
 from neocompress.train import state_io
-from tests.conftest import load_script
+from tests.conftest import hostile_pickle, load_script
 from tests.train.ddp_script import make_loss, make_model
 from tests.train.test_engine import interrupting, run
 
 CFG = dict(steps=10, batch_size=4, grad_accum=2, warmup_steps=2, lr_schedule="cosine", ema_decay=0.8,
            checkpoint_every=3)  # fmt: skip
-
-
-class _RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "pwned"))
 
 
 def _interrupted(work: Path) -> Path:
@@ -61,7 +52,7 @@ def test_a_planted_pickle_never_runs_and_the_resume_is_exact(tmp_path: Path, ref
     step = _interrupted(tmp_path)
     marker = tmp_path / "marker"
     for name in ("random_states_0.pkl", "custom_checkpoint_0.pkl", "optimizer.bin"):
-        (step / name).write_bytes(pickle.dumps(_RunsCode(marker)))
+        (step / name).write_bytes(hostile_pickle(marker))
     resumed = _resumed(tmp_path)
     assert not marker.exists()
     assert resumed.start_step == 6
