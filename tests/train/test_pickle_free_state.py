@@ -90,7 +90,7 @@ def test_an_old_pickle_checkpoint_is_refused_then_converted_and_resumes_exactly(
     assert all(torch.equal(reference.state[k], resumed.state[k]) for k in reference.state)
 
 
-def test_a_finished_stage_kept_as_weights_only_reruns_to_the_same_result(tmp_path: Path, reference) -> None:
+def test_a_finished_stage_kept_as_weights_only_reruns_to_the_same_result(tmp_path: Path) -> None:
     m = make_model(dropout=0.1)
     run(tmp_path, model=m, loss=make_loss(m, input_noise=0.1), **{**CFG, "ema_decay": None})
     final = tmp_path / "checkpoints" / "step-10"
