@@ -73,7 +73,7 @@ class JudgeNet(nn.Module):
     """Per-frame CNN -> spatial mean+max pooling -> mean over frames -> feature layer -> three heads.
 
     Spatial max pooling keeps a small object's evidence from being diluted by the background (mean pooling alone
-    would have to find an 18-px shape in a 64-px frame through averages); mean pooling carries the background.
+    would have to find a 26-px shape in a 64-px frame through averages); mean pooling carries the background.
     """
 
     def __init__(self, config: JudgeConfig | None = None) -> None:

@@ -32,6 +32,13 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
 )
 @click.option("--vae-batch", type=int, default=MiniatureRecipe.vae_batch, show_default=True)
 @click.option(
+    "--vae-long-steps",
+    type=click.IntRange(min=0),
+    default=MiniatureRecipe.vae_long_steps,
+    show_default=True,
+    help="A second full-clip VAE phase from the first (its own work directory); 0 skips it.",
+)
+@click.option(
     "--latents",
     type=int,
     default=MiniatureRecipe.latents,
@@ -40,6 +47,13 @@ from neocompress.miniature.build import MiniatureRecipe, build_miniature, ship
 )
 @click.option("--dit-steps", type=int, default=MiniatureRecipe.dit_steps, show_default=True)
 @click.option("--dit-batch", type=int, default=MiniatureRecipe.dit_batch, show_default=True)
+@click.option(
+    "--dit-patch-size",
+    type=click.IntRange(1, 2),
+    default=MiniatureRecipe.dit_patch_size,
+    show_default=True,
+    help="MMDiT patch size in latent cells (the smallest pyramid stage is 2x2 cells).",
+)
 @click.option(
     "--dit-motion-steps",
     type=click.IntRange(min=0),
@@ -66,9 +80,11 @@ def command(
     vae_crop: int,
     vae_steps: int,
     vae_batch: int,
+    vae_long_steps: int,
     latents: int,
     dit_steps: int,
     dit_batch: int,
+    dit_patch_size: int,
     dit_motion_steps: int,
     dit_motion_fraction: float,
     seed: int,
@@ -101,9 +117,11 @@ def command(
         vae_crop=vae_crop,
         vae_steps=vae_steps,
         vae_batch=vae_batch,
+        vae_long_steps=vae_long_steps,
         latents=latents,
         dit_steps=dit_steps,
         dit_batch=dit_batch,
+        dit_patch_size=dit_patch_size,
         seed=seed,
         dit_motion_steps=dit_motion_steps,
         dit_motion_fraction=dit_motion_fraction,

@@ -24,6 +24,13 @@ def vae_config() -> CausalVAEConfig:
     )
 
 
-def denoiser_config() -> DenoiserConfig:
-    """The tiny denoiser's topology (6 blocks, tiny text widths) at width 128 (4 heads x 32): ~3.5M parameters."""
-    return DenoiserConfig.tiny().replace(num_attention_heads=4, attention_head_dim=32, caption_projection_dim=128)
+def denoiser_config(patch_size: int = 1) -> DenoiserConfig:
+    """The tiny denoiser's topology (6 blocks, tiny text widths) at width 128 (4 heads x 32): ~3.5M parameters.
+
+    Patch size 1, not the real model's 2: the miniature's latent is 8x8, so a 2x2 patch is a 16-px square of a
+    64-px frame and a 26-px object's outline falls inside one or two tokens. Measured from scratch at 12k + 6k
+    steps on the same 4096 latents, 96 held-out prompts: patch 1 0.724 (shape 0.567), patch 2 0.622 (0.392).
+    """
+    return DenoiserConfig.tiny().replace(
+        num_attention_heads=4, attention_head_dim=32, caption_projection_dim=128, patch_size=patch_size
+    )

@@ -13,7 +13,7 @@ sd = load_file(sys.argv[1])
 enc, dec = CausalVAEEncoder(vae_config()), CausalVAEDecoder(vae_config())
 enc.load_state_dict({k[len("mods.encoder."):]: v for k, v in sd.items() if k.startswith("mods.encoder.")})
 dec.load_state_dict({k[len("mods.decoder."):]: v for k, v in sd.items() if k.startswith("mods.decoder.")})
-judges = Judges.load(Path(__file__).parent)  # the 26-px judges beside this script
+judges = Judges.load()  # the 26-px judges beside this script
 real = renderer_generate_fn()
 def score(e, d):
     e.eval(); d.eval()

@@ -11,7 +11,7 @@ args = [a for a in sys.argv[1:] if not a.startswith("--")]
 ir = PyramidFlowFamily().load(args[0])
 pipe = PyramidFlowFamily().pipeline(ir)
 n = int(args[1])
-judges = Judges.load(Path(__file__).parent)
+judges = Judges.load()
 for g in args[2:]:
     gf, gl = map(float, g.split(":"))
     sched = pipe.schedule_with(guidance_first=gf, guidance_later=gl)

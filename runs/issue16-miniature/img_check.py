@@ -15,7 +15,7 @@ enc, dec = CausalVAEEncoder(vae_config()), CausalVAEDecoder(vae_config())
 enc.load_state_dict({k[len("mods.encoder."):]: v for k, v in sd.items() if k.startswith("mods.encoder.")})
 dec.load_state_dict({k[len("mods.decoder."):]: v for k, v in sd.items() if k.startswith("mods.decoder.")})
 enc.eval(); dec.eval()
-judges = Judges.load(Path(__file__).parent)  # the 26-px judges beside this script
+judges = Judges.load()  # the 26-px judges beside this script
 world = World(WORLD)
 samples = [world.sample(i, "heldout") for i in range(192)]
 real = torch.stack([to_tensor(s.video[:1]) for s in samples])

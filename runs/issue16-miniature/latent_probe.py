@@ -10,7 +10,7 @@ from _vae import load_vae
 enc, dec = load_vae(sys.argv[1])
 n = int(sys.argv[2])
 real = renderer_generate_fn()
-judges = Judges.load(Path(__file__).parent)
+judges = Judges.load()
 from neocompress.bench.minibench import select_prompts
 with torch.no_grad():
     z = enc.encode(real(select_prompts(64), 0))

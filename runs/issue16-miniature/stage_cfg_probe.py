@@ -9,7 +9,7 @@ from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
 torch.set_num_threads(1)
 pipe = PyramidFlowFamily().pipeline(PyramidFlowFamily().load(sys.argv[1]))
 ranges = PyramidFlowScheduler().timestep_ranges
-judges = Judges.load(Path(__file__).parent)
+judges = Judges.load()
 original = pipe._velocity_fn
 for g in sys.argv[3:]:
     per_stage = [float(x) for x in g.split(":")]

@@ -34,6 +34,8 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         "2",
         "--vae-batch",
         "2",
+        "--vae-long-steps",
+        "2",
         "--latents",
         "8",
         "--dit-steps",
@@ -51,6 +53,7 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
         summary["vae_images"]["steps"] == 2
         and summary["vae_crops"]["steps"] == 2
         and summary["vae"]["steps"] == 2
+        and summary["vae_long"]["steps"] == 2
         and summary["dit"]["steps"] == 3
         and summary["dit_motion"]["steps"] == 2
     )
@@ -73,7 +76,7 @@ def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, cap
     # A second run resumes every stage from its checkpoints instead of training again.
     assert main(args[:-1]) == 0
     again = json.loads((out / "training.json").read_text())
-    assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2
+    assert again["dit"]["start_step"] == 3 and again["vae"]["start_step"] == 2 and again["vae_long"]["start_step"] == 2
     assert again["dit_motion"]["start_step"] == 2
     # the record counts the training time of the first run, not the seconds the resuming call took
     # (total = the checkpointed segments' time + this call's: strictly more than this call's; never compare two

@@ -36,7 +36,7 @@ from neocompress.world import (
     speed_px_per_frame,
     to_tensor,
 )
-from neocompress.world.render import OBJECT_GAP
+from neocompress.world.render import OBJECT_GAP, object_size
 
 ALL_SINGLE = list(single_object_scenes())
 
@@ -170,7 +170,9 @@ def test_captions_match_videos_for_every_single_object_scene():
         assert video.shape == (frames, size, size, 3) and video.dtype == np.uint8
         # Background: the most common pixel value is one of the background's levels, and they cover most pixels.
         assert _mode_colour(video[0].reshape(-1, 3)) in BACKGROUND_STYLES[scene.background].colours
-        assert _background_mask(video[0], scene.background).mean() > 0.85
+        # Every pixel outside the object's box (one blended pixel of margin each side) is background.
+        box = (object_size(size) + 2) ** 2 / size**2
+        assert _background_mask(video[0], scene.background).mean() >= 1 - box
         # Colour: the majority colour of the non-background pixels.
         colour, centroids = _read_single_object(video, scene.background)
         assert colour == COLOUR_RGB[obj.colour], caption(scene)
@@ -206,7 +208,8 @@ def test_ground_truth_agrees_with_the_video():
         rendered = world.sample(index)
         masks = object_masks(rendered)
         for i, obj in enumerate(rendered.scene.objects):
-            inside = rendered.video[masks[i]].astype(float)
+            others = masks[[j for j in range(len(masks)) if j != i]].any(axis=0)  # where they cross mid-clip
+            inside = rendered.video[masks[i] & ~others].astype(float)
             assert np.linalg.norm(inside - COLOUR_RGB[obj.colour], axis=-1).mean() < 40
             # centroids measured on the masks agree with the recorded ones
             ys, xs = np.nonzero(masks[i, 0])
@@ -232,7 +235,10 @@ def _assert_inside_and_apart(rendered, require_clip: bool) -> bool:
 def test_objects_stay_inside_the_frame_and_do_not_overlap(size, frames):
     world = World(WorldConfig(size=size, frames=frames, two_object_fraction=1.0, seed=7))
     apart = [_assert_inside_and_apart(world.sample(i), require_clip=False) for i in range(60)]
-    assert np.mean(apart) >= 0.95  # apart for the whole clip, not only at frame 0, almost always
+    # Apart for the whole clip where some placement allows it: with 26-px objects two fast ones heading for each
+    # other cannot stay apart in a 64-px frame, so about half of the two-object clips only start apart
+    # (measured 0.53 over these 60; it was 0.95 with 18-px objects).
+    assert np.mean(apart) >= 0.45
     single = World(WorldConfig(size=size, frames=frames, two_object_fraction=0.0))
     for i in range(30):
         _assert_inside_and_apart(single.sample(i), require_clip=True)
