@@ -1,6 +1,6 @@
 """Probe: where does builtin:tiny-taehv lose MiniBench against the native decoder? The same latents go through
 both decoders: (a) the frozen encoder's latents of real held-out clips, (b) builtin:tiny's own samples, (c) those
-samples with extra Gaussian latent noise. `python taehv_probe.py [TAEHV_SOURCE] [prompts] [noise]`."""
+samples with extra Gaussian latent noise. `python taehv_probe.py [TAEHV_SOURCE|CKPT.safetensors] [prompts] [noise]` (KINDS=real,sampled,noisy picks)."""
 import sys
 
 import torch
@@ -19,7 +19,18 @@ for c in ir.components.values():
     if c.module is not None:
         c.module.float()
 pipe = PyramidFlowFamily().pipeline(ir)
-native, taehv = pipe.decoder, load_taehv(source).float().eval()
+native = pipe.decoder
+if source.endswith(".safetensors"):  # an engine checkpoint of a decoder_swap run: WIDTHS=128,96,48,24
+    from safetensors.torch import load_file
+
+    from neocompress.models.taehv_decoder import TAEHVDecoder
+
+    widths = [int(w) for w in __import__("os").environ["WIDTHS"].split(",")]
+    taehv = TAEHVDecoder(16, widths, blocks_per_stage=1).eval()
+    state = load_file(source)
+    taehv.load_state_dict({k.split(".", 2)[2]: v for k, v in state.items() if k.startswith("mods.decoder.")})
+else:
+    taehv = load_taehv(source).float().eval()
 norm = pipe.latent_norm
 real = renderer_generate_fn()
 cache: dict = {}
