@@ -16,6 +16,7 @@ from neocompress.core.context import PassContext
 from neocompress.core.errors import UserInputError, VerificationError
 from neocompress.data.prompts import PromptSets
 from neocompress.models.family import get_family
+from neocompress.models.taehv_decoder import taehv_folder
 from neocompress.passes.decoder_swap import DecoderSwap, DecoderSwapConfig
 from neocompress.recipe import load_recipe
 from neocompress.recipe.schema import PromptSet
@@ -189,7 +190,9 @@ def test_starts_from_the_pretrained_tiny_taehv(tmp_path) -> None:
     f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n{body}output: {tmp_path / 'o'}\n")
     outcome = apply_recipe(load_recipe(f))
     r = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
-    assert r["initialised_from"] == "builtin:tiny-taehv" and r["decoder_config"]["widths"] == [64, 48, 32, 16]
+    shipped = json.loads((taehv_folder("builtin:tiny-taehv") / "config.json").read_text())
+    assert r["initialised_from"] == "builtin:tiny-taehv" and r["decoder_config"]["widths"] == shipped["widths"]
+    assert r["decoder_config"]["widths"] != [256, 128, 64, 64]  # the pass's default widths did not win
     psnr_db = r["psnr_db"]
     assert psnr_db["before"]["vs_truth_db"] > psnr_db["native_vs_truth_db"] - 3.0, psnr_db
     # Its naive baseline, the pretrained decoder untouched, is scored beside the fine-tuned one.
