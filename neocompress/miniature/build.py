@@ -100,29 +100,33 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
         seed=recipe.seed,
         progress=progress,
     )
-    vae = first_clips = train_vae(
-        work / "vae",
-        steps=recipe.vae_steps,
-        batch_size=recipe.vae_batch,
-        lr=3e-4,
-        init=crops,
-        seed=recipe.seed,
-        progress=progress,
-    )
-    if recipe.vae_long_steps:
-        log(f"    and {recipe.vae_long_steps} more full-clip steps")
-        vae = train_vae(
-            work / "vae-long",
-            steps=recipe.vae_long_steps,
+    clips = [
+        train_vae(
+            work / "vae",
+            steps=recipe.vae_steps,
             batch_size=recipe.vae_batch,
             lr=3e-4,
-            init=vae,
-            seed=recipe.seed + 1,
+            init=crops,
+            seed=recipe.seed,
             progress=progress,
         )
+    ]
+    if recipe.vae_long_steps:  # in its own work directory, so the first clip phase's finished stage stays valid
+        log(f"    and {recipe.vae_long_steps} more full-clip steps")
+        clips.append(
+            train_vae(
+                work / "vae-long",
+                steps=recipe.vae_long_steps,
+                batch_size=recipe.vae_batch,
+                lr=3e-4,
+                init=clips[0],
+                seed=recipe.seed + 1,
+                progress=progress,
+            )
+        )
+    vae = clips[-1]
     # Training time counts every segment of a resumed phase (the engine's total_time_s), not this call's wall time.
-    phases = (images, crops, first_clips) + ((vae,) if vae is not first_clips else ())
-    timings["vae_s"] = sum(r.result.total_time_s for r in phases)
+    timings["vae_s"] = sum(r.result.total_time_s for r in (images, crops, *clips))
 
     log(f"2/3 latents: {recipe.latents} world clips through the trained encoder")
     cache = work / "latents.safetensors"
@@ -195,8 +199,8 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
         "timings_s": timings,
         "vae_images": images.result.summary(),
         "vae_crops": crops.result.summary(),
-        "vae": first_clips.result.summary(),
-        "vae_long": vae.result.summary() if vae is not first_clips else None,
+        "vae": clips[0].result.summary(),
+        "vae_long": clips[1].result.summary() if len(clips) > 1 else None,
         "dit": dit.result.summary(),
         "dit_motion": motion.result.summary() if motion else None,
         "latent_norm": data.norm.__dict__,
@@ -204,9 +208,8 @@ def build_miniature(output: Path, recipe: MiniatureRecipe, *, progress: bool = T
     }
     crops_from, clips_from = recipe.vae_image_steps, recipe.vae_image_steps + recipe.vae_crop_steps
     vae_history = images.result.history + _shifted(crops.result.history, crops_from)
-    vae_history += _shifted(first_clips.result.history, clips_from)
-    if vae is not first_clips:
-        vae_history += _shifted(vae.result.history, clips_from + recipe.vae_steps)
+    for phase, start in zip(clips, (clips_from, clips_from + recipe.vae_steps)[: len(clips)], strict=True):
+        vae_history += _shifted(phase.result.history, start)
     plot_losses(
         vae_history,
         output / "vae_loss.png",
