@@ -5,7 +5,8 @@ Why this shape: every layer is a Conv2d over one frame, and time enters only thr
 the previous frame's input to the same block (zeros before the first), and (b) TGrow, a 1x1 conv that turns a
 frame into `stride` frames. So the decoder is causal, an NPU runs it as plain 2-D convs, and a long video can be
 decoded frame by frame holding one frame of features per MemBlock (`stream`). Layout (`decoder.<i>` in one
-Sequential) follows the public TAEHV code, so its checkpoints' key names apply: Clamp, conv(latent -> w0), ReLU,
+Sequential) follows the public TAEHV code, so its checkpoints' key names apply: Clamp (a config field, 3 as
+published; a config saved without it means 3), conv(latent -> w0), ReLU,
 then per stage 3 MemBlocks, a nearest 2x upsample, TGrow, conv(w_i -> w_i+1, no bias); ReLU, conv(w3 -> 3).
 
 Neodragon upsamples time 2x in all three stages (8x, as Pyramid-Flow's latent is 8x8x8; TAEHV's default is 4x)
@@ -30,10 +31,18 @@ def _conv(n_in: int, n_out: int, bias: bool = True) -> nn.Conv2d:
 
 
 class Clamp(nn.Module):
-    """Soft clamp of the latents to (-3, 3): 3 tanh(x / 3)."""
+    """Soft clamp of the latents to (-limit, limit): limit tanh(x / limit). The public TAEHV uses 3, which suits
+    latents of unit scale with light tails; a latent space with heavier tails needs a wider limit, or values past
+    it are squashed together (on the miniature's VAE, 2.5 % of normalised latents lie past 3 and reach 8: the
+    native decoder fed them through this clamp at 3 falls from 0.941 to 0.703 MiniBench, at 12 it keeps 0.941;
+    a TAEHV trained through it learns to undo most of that)."""
+
+    def __init__(self, limit: float = 3.0):
+        super().__init__()
+        self.limit = float(limit)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.tanh(x / 3) * 3
+        return torch.tanh(x / self.limit) * self.limit
 
 
 class MemBlock(nn.Module):
@@ -74,11 +83,14 @@ class TAEHVDecoder(nn.Module):
         space_upscale: Sequence[bool] = (True, True, True),
         out_channels: int = 3,
         blocks_per_stage: int = 3,
+        latent_clamp: float = 3.0,
     ):
         super().__init__()
+        if not latent_clamp > 0:
+            raise ValueError(f"latent_clamp must be positive, got {latent_clamp}")
         if len(widths) != 4 or len(time_upscale) != 3 or len(space_upscale) != 3:
             raise ValueError("a TAEHV decoder has 4 widths and 3 stages of time and space upscaling")
-        layers: list[nn.Module] = [Clamp(), _conv(latent_channels, widths[0]), nn.ReLU()]
+        layers: list[nn.Module] = [Clamp(latent_clamp), _conv(latent_channels, widths[0]), nn.ReLU()]
         for i in range(3):
             layers += [MemBlock(widths[i], widths[i]) for _ in range(blocks_per_stage)]
             layers += [
@@ -95,7 +107,7 @@ class TAEHVDecoder(nn.Module):
         self._config = {"latent_channels": latent_channels, "widths": [int(w) for w in widths],
                         "time_upscale": [bool(t) for t in time_upscale],
                         "space_upscale": [bool(x) for x in space_upscale], "out_channels": out_channels,
-                        "blocks_per_stage": blocks_per_stage}  # fmt: skip
+                        "blocks_per_stage": blocks_per_stage, "latent_clamp": float(latent_clamp)}  # fmt: skip
 
     # The pipeline feeds it the normalised latents the denoiser produces (unit scale, what the soft clamp to
     # (-3, 3) assumes), not the causal VAE's de-normalised ones.

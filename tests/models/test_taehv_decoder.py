@@ -72,3 +72,17 @@ def test_static_graph_matches_decode_and_traces_with_fx() -> None:
         traced = torch.fx.symbolic_trace(graph)
         with torch.no_grad():
             assert torch.equal(traced(z), d.decode(z))
+
+
+def test_the_latent_clamp_is_a_config_field_and_old_configs_mean_three() -> None:
+    """The soft clamp's limit decides what the decoder can read: at 3 (the public TAEHV) latents of 4 and 8 come out
+    0.36 apart, at 12 they stay 2.9 apart; a config saved before the field existed still loads, at 3."""
+    wide = TAEHVDecoder(latent_channels=16, widths=(16, 8, 8, 8), latent_clamp=12.0)
+    assert wide.checkpoint_config()["latent_clamp"] == 12.0
+    assert TAEHVDecoder.from_checkpoint_config(wide.checkpoint_config()).decoder[0].limit == 12.0
+    legacy = {k: v for k, v in _tiny().checkpoint_config().items() if k != "latent_clamp"}
+    assert TAEHVDecoder.from_checkpoint_config(legacy).decoder[0].limit == 3.0
+    x = torch.tensor([4.0, 8.0])
+    assert float(_tiny().decoder[0](x).diff()) < 0.4 and float(wide.decoder[0](x).diff()) > 2.5
+    with pytest.raises(ValueError, match="latent_clamp must be positive"):
+        TAEHVDecoder(latent_clamp=0.0)

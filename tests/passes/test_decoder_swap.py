@@ -26,9 +26,10 @@ SMALL = ("    widths: [16, 16, 8, 8]\n    crop: 4\n    crop_margin: 0\n"  # smal
          "    train: {steps: 150, batch_size: 4, lr: 5.0e-3, warmup_steps: 5}\n")
 
 
-def _run(tmp: Path, body: str, name: str, data: str = "") -> dict:
+def _run(tmp: Path, body: str, name: str, data: str = "", steps: int = 150) -> dict:
     f = tmp / f"{name}.yaml"
-    f.write_text(f"model:\n  source: builtin:tiny\n{data}passes:\n  - name: decoder_swap\n{SMALL}{body}"
+    small = SMALL.replace("steps: 150", f"steps: {steps}")
+    f.write_text(f"model:\n  source: builtin:tiny\n{data}passes:\n  - name: decoder_swap\n{small}{body}"
                  f"output: {tmp / name}\n")  # fmt: skip
     outcome = apply_recipe(load_recipe(f))
     report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
@@ -210,4 +211,26 @@ def test_a_missing_checkpoint_fails_at_load(tmp_path) -> None:
     f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n    videos: builtin:world\n"
                  f"    checkpoint: {tmp_path / 'nowhere'}\noutput: {tmp_path / 'o'}\n")  # fmt: skip
     with pytest.raises(RecipeError, match=r"bad.yaml:\d+ \(passes\[0\].checkpoint\).*not a TAEHV folder"):
+        load_recipe(f)
+
+
+def test_the_report_says_how_much_of_the_latents_the_clamp_squashes(world) -> None:
+    """The miniature's normalised latents reach past the public TAEHV's clamp at 3; the report says how far, and
+    the pass warned on the terminal (the world fixture ran at the default clamp)."""
+    reach = world["report"]["latent_range"]
+    assert reach["clamp"] == 3.0 and reach["max_abs"] > 3.0 and 0.001 < reach["share_past_clamp"] < 0.2
+
+
+def test_a_wide_clamp_reads_the_tails_and_a_checkpoint_keeps_its_own(tmp_path) -> None:
+    from neocompress.core.errors import RecipeError
+
+    with pytest.warns(UserWarning, match="past the decoder's soft clamp 3"):
+        _run(tmp_path, "    videos: builtin:world\n    count: 6\n    heldout: 2\n", "narrow", steps=1)
+    r = _run(tmp_path, "    videos: builtin:world\n    count: 6\n    heldout: 2\n    latent_clamp: 12\n", "wide",
+             steps=1)["report"]
+    assert r["decoder_config"]["latent_clamp"] == 12.0 and r["latent_range"]["share_past_clamp"] == 0.0
+    f = tmp_path / "both.yaml"
+    f.write_text(f"model:\n  source: builtin:tiny\npasses:\n  - name: decoder_swap\n    videos: builtin:world\n"
+                 f"    checkpoint: builtin:tiny-taehv\n    latent_clamp: 12\noutput: {tmp_path / 'o'}\n")  # fmt: skip
+    with pytest.raises(RecipeError, match=r"latent_clamp.*the checkpoint's"):
         load_recipe(f)

@@ -84,20 +84,22 @@ def build_taehv(ir: PipelineIR, options: dict[str, Any]) -> Component:
         c = module.checkpoint_config()
         latent, widths = int(c["latent_channels"]), tuple(c["widths"])  # type: ignore[arg-type]
         time_upscale, blocks = tuple(c["time_upscale"]), int(c["blocks_per_stage"])  # type: ignore[arg-type]
+        clamp = float(c["latent_clamp"])  # type: ignore[arg-type]
     else:
         latent = int(options.get("latent_channels") or s.vae.latent_channels)
         widths = tuple(int(w) for w in options.get("widths") or (256, 128, 64, 64))
         time_upscale = tuple(bool(t) for t in options.get("time_upscale") or (True, True, True))
         blocks = int(options.get("blocks_per_stage") or 3)
+        clamp = float(options.get("latent_clamp") or 3.0)
         module = TAEHVDecoder(latent_channels=latent, widths=widths, time_upscale=time_upscale,
-                              blocks_per_stage=blocks)  # fmt: skip
+                              blocks_per_stage=blocks, latent_clamp=clamp)  # fmt: skip
     teacher = ir["vae_decoder"]
     return Component(
         "vae_decoder",
         "vae_decoder",
         module,
         {"latent_channels": latent, "widths": list(widths), "time_upscale": list(time_upscale),
-         "blocks_per_stage": blocks},
+         "blocks_per_stage": blocks, "latent_clamp": clamp},
         inputs={"latents": spec("B", latent, "F", "H8", "W8")},
         outputs={"video": spec("B", 3, "frames", "H", "W", value_range=(-1.0, 1.0))},
         extras={"latent_norm": teacher.extras["latent_norm"]},
