@@ -53,6 +53,8 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
     fixed = list(range(min(FIXED, n)))
     objective_before = _objective(path, targets, ids, mask, fixed, w_mse, w_cos)
     held_before = path_agreement(path, targets, ids, mask, held)
+    negative = [n - 1] if cfg.negative_prompt is not None and n and prompts[n - 1] == cfg.negative_prompt else []
+    negative_before = path_agreement(path, targets, ids, mask, negative) if negative else None
     velocity_before = _velocity_difference(ir, student, ids[held], mask[held], probe)
     per_epoch_batch = cfg.train.batch_size * cfg.train.grad_accum
 
@@ -91,6 +93,9 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
         "objective": {"before": objective_before, "after": _objective(path, targets, ids, mask, fixed, w_mse, w_cos),
                       "prompts": len(fixed)},  # fmt: skip
         "heldout_embeddings": {"before": held_before, "after": path_agreement(path, targets, ids, mask, held)},
+        "negative_prompt": None if not negative else {
+            "prompt": cfg.negative_prompt, "copies": prompts[:n].count(cfg.negative_prompt),
+            "before": negative_before, "after": path_agreement(path, targets, ids, mask, negative)},  # fmt: skip
         "denoiser_velocity": {"before": velocity_before,
                               "after": _velocity_difference(ir, student, ids[held], mask[held], probe)},  # fmt: skip
         "history": [{k: round(float(v), 6) for k, v in r.items()} for r in result.history],

@@ -87,6 +87,14 @@ def test_the_undistilled_student_is_scored_beside_the_distilled_one(tmp_path) ->
     assert "naive baselines (trainable mode, before its 4 training steps)" in text
 
 
+def test_the_negative_prompt_is_distilled_beside_the_captions(runs) -> None:
+    """CFG's unconditional branch encodes the empty prompt at every guided step: it trains about once per batch,
+    and the report says how close the student gets to it."""
+    neg = runs["trainable"]["report"]["negative_prompt"]
+    assert neg["prompt"] == "" and neg["copies"] == 3
+    assert neg["after"]["relative_error"] < neg["before"]["relative_error"]
+
+
 def test_trainable_params_by_mode(runs) -> None:
     t = {m: runs[m]["report"]["trainable_params"] for m in ("replace", "lora", "trainable")}
     assert t["lora"] < t["trainable"] and t["replace"] < t["trainable"]
@@ -94,7 +102,8 @@ def test_trainable_params_by_mode(runs) -> None:
 
 def test_teacher_targets_are_cached_and_hit_on_the_second_epoch(runs) -> None:
     cache = runs["replace"]["report"]["teacher_cache"]
-    assert cache["precompute"]["computed"] == cache["precompute"]["chunks"] == 5  # 40 prompts in chunks of 8
+    # 36 captions + 3 copies of the negative prompt (one per batch of 12) + 4 held out, in chunks of 8
+    assert cache["precompute"]["computed"] == cache["precompute"]["chunks"] == 6
     epochs = {e["epoch"]: e for e in cache["per_epoch"]}
     assert epochs[1]["hits"] > 0 and epochs[1]["misses"] == 0
     # a second recipe on the same teacher (another mode) computes nothing: every chunk is read from disk
