@@ -53,7 +53,7 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
     fixed = list(range(min(FIXED, n)))
     objective_before = _objective(path, targets, ids, mask, fixed, w_mse, w_cos)
     held_before = path_agreement(path, targets, ids, mask, held)
-    negative = [n - 1] if cfg.negative_prompt is not None and n and prompts[n - 1] == cfg.negative_prompt else []
+    negative = [prompts.index(cfg.negative_prompt)] if cfg.negative_prompt in train_prompts else []
     negative_before = path_agreement(path, targets, ids, mask, negative) if negative else None
     velocity_before = _velocity_difference(ir, student, ids[held], mask[held], probe)
     per_epoch_batch = cfg.train.batch_size * cfg.train.grad_accum

@@ -109,8 +109,8 @@ class TAEHVDecoder(nn.Module):
                         "space_upscale": [bool(x) for x in space_upscale], "out_channels": out_channels,
                         "blocks_per_stage": blocks_per_stage, "latent_clamp": float(latent_clamp)}  # fmt: skip
 
-    # The pipeline feeds it the normalised latents the denoiser produces (unit scale, what the soft clamp to
-    # (-3, 3) assumes), not the causal VAE's de-normalised ones.
+    # The pipeline feeds it the normalised latents the denoiser produces (unit scale, what the soft clamp at its
+    # default 3 assumes), not the causal VAE's de-normalised ones.
     reads_normalised_latents = True
 
     def checkpoint_config(self) -> dict[str, object]:
