@@ -50,13 +50,15 @@ def test_the_parts_are_ALL_PARTS_in_minibench_order():
     assert ALL_PARTS == PARTS
 
 
-def test_weighted_frechet_equals_the_distance_of_the_resampled_rows():
+@pytest.mark.parametrize("videos, dims", [(30, 8), (12, 32)], ids=["more videos than dims", "fewer videos"])
+def test_weighted_frechet_equals_the_distance_of_the_resampled_rows(videos: int, dims: int):
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(30, 8, generator=g, dtype=torch.float64), torch.randn(30, 8, generator=g, dtype=torch.float64)
-    weights = resample_weights(30, resamples=5, seed=1)
+    x = torch.randn(videos, dims, generator=g, dtype=torch.float64)
+    y = 1.5 * torch.randn(videos, dims, generator=g, dtype=torch.float64) + 0.3
+    weights = resample_weights(videos, resamples=5, seed=1)
     batched = _weighted_frechet(x, y, torch.from_numpy(weights))
     for b, row in enumerate(weights):
-        idx = torch.from_numpy(np.repeat(np.arange(30), row.astype(int)))
+        idx = torch.from_numpy(np.repeat(np.arange(videos), row.astype(int)))
         assert batched[b].item() == pytest.approx(frechet_distance(x[idx], y[idx]), rel=1e-6, abs=1e-9)
 
 
