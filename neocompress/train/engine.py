@@ -370,8 +370,11 @@ def train(
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
+        # foreach: one fused update over all tensors instead of a Python loop per tensor (torch picks it only on
+        # GPUs by default); with the miniature's many small tensors the loop cost 17 s of the demo.
         optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+            [g for g in groups if g["params"]], lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay,
+            foreach=True,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
         model, optimizer, scheduler = acc.prepare(wrapper, optimizer, scheduler)

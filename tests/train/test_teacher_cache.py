@@ -50,3 +50,19 @@ def test_a_torn_file_is_recomputed(tmp_path: Path) -> None:
     assert cache.misses == 1 and out["states"].tolist() == [[1.0]]
     assert cache.get(["x"])["states"].tolist() == [[1.0]] and cache.hits == 1
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_recent_chunks_come_from_memory_within_its_bound(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    one_chunk = 2 * 4 * 2  # two prompts: "states" [2, 1] and "mask" [2, 1], float32
+    cache = TeacherCache(tmp_path, "k", _teacher(calls), memory_bytes=one_chunk)
+    first, second = ["a", "b"], ["c", "d"]
+    cache.get(first)
+    for path in tmp_path.glob("*.safetensors"):
+        path.unlink()  # what is in memory no longer needs the disk
+    assert cache.get(first)["states"].tolist() == [[1.0], [1.0]] and cache.hits == 1 and len(calls) == 1
+    cache.get(second)  # pushes the first chunk out of memory: only one fits
+    for path in tmp_path.glob("*.safetensors"):
+        path.unlink()
+    cache.get(first)
+    assert len(calls) == 3 and cache.misses == 3  # recomputed: neither in memory nor on disk
