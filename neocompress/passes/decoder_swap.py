@@ -88,6 +88,9 @@ class DecoderSwapConfig(PassConfig):
     )
     grid_clips: int = Field(2, ge=1, description="held-out clips shown in the frame grid")
     minibench: int = Field(0, ge=0, description="MiniBench prompts scored before and after (0: off)")
+    baselines: bool = Field(
+        True, description="with minibench, also score the starting decoder untouched (what tuning buys; one more run)"
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> DecoderSwapConfig:
@@ -216,7 +219,8 @@ class DecoderSwap(Pass):
         native = native_decode(teacher, held.latents, norm)
         psnr_before = heldout_psnr(student, held, native, norm)
         # The naive baseline: the pretrained decoder dropped in untouched (what fine-tuning it buys).
-        untouched = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if cfg.minibench else None
+        scored = cfg.minibench and cfg.baselines
+        untouched = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if scored else None
         out_dir = ctx.pass_dir(self.name)
         work = out_dir / f"train-{run_key(cfg.model_dump(mode='json'), data, ctx.seed)}"
         result = train_decoder(student, train_data, cfg.train, work, ctx.seed, norm, cfg.crop, cfg.crop_margin)
@@ -255,6 +259,7 @@ class DecoderSwap(Pass):
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
+        if cfg.minibench and cfg.baselines:
             start = "pretrained, untouched" if cfg.checkpoint else "random init, untrained"
             report["baselines"] = {"fine-tuned": {"minibench": quality["after"]}, start: {"minibench": untouched}}
             report["baselines_note"] = f"the same decoder before its {cfg.train.steps} training steps"

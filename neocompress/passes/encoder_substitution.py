@@ -109,6 +109,9 @@ class EncoderSubstitutionConfig(PassConfig):
         description="steps per stage of the held-out teacher sampling whose denoiser calls are replayed",
     )
     minibench: int = Field(0, ge=0, description="MiniBench prompts scored before and after (0: off)")
+    baselines: bool = Field(
+        True, description="with minibench, also score the same student undistilled (what distilling buys; one more run)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EncoderSubstitutionConfig:
@@ -250,13 +253,15 @@ class EncoderSubstitution(Pass):
         probe = _probe_calls(ir, heldout, cfg.probe_steps, ctx.seed)  # the teacher pipeline's own calls
         sub, new, embedder = self._swap(ir)  # refused here, before any training, if the interface breaks
         # The naive baseline: the same student in place before distillation (what distilling it buys).
-        untrained = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if cfg.minibench else None
+        scored = cfg.minibench and cfg.baselines
+        untrained = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if scored else None
         report = distil_text(cfg, ir, sub, new, embedder, train_prompts, heldout, probe, ctx)
         sub.release()
         if cfg.minibench:
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
+        if cfg.minibench and cfg.baselines:
             report["baselines"] = {"distilled": {"minibench": quality["after"]},
                                    "the same student, undistilled": {"minibench": untrained}}  # fmt: skip
             report["baselines_note"] = f"{cfg.mode} mode, before its {cfg.train.steps} training steps"

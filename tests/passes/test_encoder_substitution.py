@@ -87,6 +87,16 @@ def test_the_undistilled_student_is_scored_beside_the_distilled_one(tmp_path) ->
     assert "naive baselines (trainable mode, before its 4 training steps)" in text
 
 
+def test_baselines_off_scores_only_before_and_after(tmp_path) -> None:
+    """`baselines: false` (the demo, for time) skips the undistilled student's MiniBench run."""
+    train = ("    mode: trainable\n    minibench: 4\n    baselines: false\n"
+             "    train: {steps: 1, batch_size: 12, lr: 3.0e-3, warmup_steps: 0}\n")
+    outcome = apply_recipe(load_recipe(_recipe(tmp_path, _prompt_file(tmp_path), train, "c")))
+    r = _report(outcome)
+    assert "baselines" not in r and set(r["minibench"]) == {"before", "after", "difference"}
+    assert "naive baselines" not in (outcome.output / "report.md").read_text()
+
+
 def test_the_negative_prompt_is_distilled_beside_the_captions(runs) -> None:
     """CFG's unconditional branch encodes the empty prompt at every guided step: it trains about once per batch,
     and the report says how close the student gets to it."""
