@@ -27,7 +27,7 @@ demo: setup
 	@echo "        and out/tiny-bundle-video (generated from the onnxruntime bundle alone)"
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # Slow tests run here, not in `make test` (pytest exits 5 when none are selected: that is fine).
 bench: setup

@@ -6,6 +6,8 @@ simulator run is the slowest step here; `make demo` compiles and simulates it fo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from neocompress.core.apply_run import apply_recipe
@@ -36,9 +38,18 @@ output: {out}
 
 
 @pytest.fixture(scope="session")
-def lowered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lowered")
-    path = tmp / "recipe.yaml"
-    path.write_text(RECIPE.format(out=tmp / "out"))
-    outcome = apply_recipe(load_recipe(path))
-    return outcome.output, outcome.manifest
+def lowered(tmp_path_factory, worker_id):
+    """(output folder, manifest). Under pytest-xdist every worker would build its own (about two minutes); the
+    first one to get here builds it under a file lock in the workers' shared temporary folder, the others read it."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    tmp, done = shared / "lowered", shared / "lowered-manifest.json"
+    with FileLock(str(shared / "lowered.lock")):
+        if not done.is_file():
+            tmp.mkdir(exist_ok=True)
+            path = tmp / "recipe.yaml"
+            path.write_text(RECIPE.format(out=tmp / "out"))
+            outcome = apply_recipe(load_recipe(path))
+            done.write_text(json.dumps(outcome.manifest))
+    return tmp / "out", json.loads(done.read_text())
