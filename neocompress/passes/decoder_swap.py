@@ -219,8 +219,8 @@ class DecoderSwap(Pass):
         native = native_decode(teacher, held.latents, norm)
         psnr_before = heldout_psnr(student, held, native, norm)
         # The naive baseline: the pretrained decoder dropped in untouched (what fine-tuning it buys).
-        scored = cfg.minibench and cfg.baselines
-        untouched = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if scored else None
+        with_baseline = bool(cfg.minibench and cfg.baselines)
+        untouched = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if with_baseline else None
         out_dir = ctx.pass_dir(self.name)
         work = out_dir / f"train-{run_key(cfg.model_dump(mode='json'), data, ctx.seed)}"
         result = train_decoder(student, train_data, cfg.train, work, ctx.seed, norm, cfg.crop, cfg.crop_margin)
@@ -259,7 +259,7 @@ class DecoderSwap(Pass):
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
-        if cfg.minibench and cfg.baselines:
+        if with_baseline:
             start = "pretrained, untouched" if cfg.checkpoint else "random init, untrained"
             report["baselines"] = {"fine-tuned": {"minibench": quality["after"]}, start: {"minibench": untouched}}
             report["baselines_note"] = f"the same decoder before its {cfg.train.steps} training steps"

@@ -253,15 +253,15 @@ class EncoderSubstitution(Pass):
         probe = _probe_calls(ir, heldout, cfg.probe_steps, ctx.seed)  # the teacher pipeline's own calls
         sub, new, embedder = self._swap(ir)  # refused here, before any training, if the interface breaks
         # The naive baseline: the same student in place before distillation (what distilling it buys).
-        scored = cfg.minibench and cfg.baselines
-        untrained = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if scored else None
+        with_baseline = bool(cfg.minibench and cfg.baselines)
+        untrained = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores) if with_baseline else None
         report = distil_text(cfg, ir, sub, new, embedder, train_prompts, heldout, probe, ctx)
         sub.release()
         if cfg.minibench:
             quality["after"] = minibench_of(ir, cfg.minibench, ctx.seed, cache=ctx.scores)
             quality["difference"] = ctx.scores.difference(quality["before"], quality["after"])
             report["minibench"] = quality
-        if cfg.minibench and cfg.baselines:
+        if with_baseline:
             report["baselines"] = {"distilled": {"minibench": quality["after"]},
                                    "the same student, undistilled": {"minibench": untrained}}  # fmt: skip
             report["baselines_note"] = f"{cfg.mode} mode, before its {cfg.train.steps} training steps"
