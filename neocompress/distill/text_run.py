@@ -19,16 +19,19 @@ from neocompress.core.hashing import hash_json
 from neocompress.distill.text_loss import distill_loss, embedding_agreement
 from neocompress.distill.text_student import LORA_TARGETS, StudentPath, add_lora, trainable_parameters
 from neocompress.distill.text_targets import TextTargets, t5_tokens
+from neocompress.distill.text_velocity import FrozenDenoiser, VelocityCalls, velocity_term
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.models.pyramid_flow.objective import Indices
 from neocompress.train import plot_losses, train
 from neocompress.train.stage import stage_train_config
 
+NAN = float("nan")
 FIXED = 16  # training prompts the objective is measured on before and after (same prompts, same targets)
 
 
 def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Module, train_prompts: list[str],
-                heldout: list[str], probe: Any, ctx: Any) -> dict[str, Any]:  # fmt: skip
+                heldout: list[str], probe: Any, ctx: Any,
+                calls: VelocityCalls | None = None) -> dict[str, Any]:  # fmt: skip
     student = new.module
     tokenizer = new.extras["tokenizer"]
     length = int(new.outputs["tokens"].shape[1])
@@ -58,18 +61,29 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
     velocity_before = _velocity_difference(ir, student, ids[held], mask[held], probe)
     per_epoch_batch = cfg.train.batch_size * cfg.train.grad_accum
 
+    den = ir["denoiser"].module
+
     def loss_fn(batch: Tensor, step: int):
         idx = batch.tolist()
         targets.epoch = (step * per_epoch_batch) // n
         target, m = targets.rows(idx)
         pred = path(ids[idx], mask[idx])
-        return distill_loss(pred, target, m, w_mse, w_cos)
+        loss, parts = distill_loss(pred, target, m, w_mse, w_cos)
+        if calls is not None:  # the denoiser-output term, every `every`-th step
+            parts["velocity"] = NAN
+            if step % cfg.velocity.every == 0:
+                g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + step)
+                term = velocity_term(den, path.student, ids, mask, calls, cfg.velocity.rows, g)
+                loss = loss + cfg.loss.velocity * term
+                parts["velocity"] = term.detach()
+        return loss, parts
 
     key = hash_json({"config": cfg.model_dump(mode="json"), "teacher": targets.cache.teacher_key,
                      "prompts": prompts, "seed": ctx.seed})[:16]  # fmt: skip
     work = ctx.pass_dir("encoder_substitution") / f"train-{key}"
-    result = train(stage_train_config(cfg.train, ctx.seed), {"path": path}, loss_fn, Indices(n), work,
-                   trainable=params, progress=sys.stderr.isatty())  # fmt: skip
+    with FrozenDenoiser(den):
+        result = train(stage_train_config(cfg.train, ctx.seed), {"path": path}, loss_fn, Indices(n), work,
+                       trainable=params, progress=sys.stderr.isatty())  # fmt: skip
     path.eval()
     if peft_model is not None:  # fold LoRA into DistilT5's weights: the output holds a plain DistilT5
         new.module = student = peft_model.merge_and_unload().eval()
@@ -98,6 +112,9 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
             "before": negative_before, "after": path_agreement(path, targets, ids, mask, negative)},  # fmt: skip
         "denoiser_velocity": {"before": velocity_before,
                               "after": _velocity_difference(ir, student, ids[held], mask[held], probe)},  # fmt: skip
+        "velocity_term": None if calls is None else {
+            "weight": cfg.loss.velocity, "prompts": len({i for rows, _ in calls.records for i in rows}),
+            "calls": len(calls), "rows_per_step": cfg.velocity.rows, "every": cfg.velocity.every},  # fmt: skip
         "history": [{k: round(float(v), 6) for k, v in r.items()} for r in result.history],
         "figures": {"loss": str(curve)},
         "notes": notes,

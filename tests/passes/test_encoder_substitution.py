@@ -180,7 +180,7 @@ def test_too_few_prompts_for_the_heldout_is_refused(tmp_path) -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ValueError, match="both 0"):
+    with pytest.raises(ValueError, match="all 0"):
         EncoderSubstitutionConfig(loss={"mse": 0, "cos": 0})
     with pytest.raises(ValueError, match="mode lora"):
         EncoderSubstitutionConfig(mode="replace", lora={"r": 4}, student={"random_init": True})
