@@ -1,7 +1,8 @@
 """Probe: does a distilled text path keep the contrasts the DiT reads? For held-out captions, the teacher's and the
 student's embedding change when one word changes (slowly -> quickly, left -> right, ...): cosine between the two
 changes and the student's change relative to the teacher's, per attribute.
-`python runs/issue16-miniature/text_contrast.py OUTPUT_FOLDER`."""
+`python runs/issue16-miniature/text_contrast.py OUTPUT_FOLDER [heldout|train]`."""
+import re
 import sys
 
 import torch
@@ -30,9 +31,10 @@ def student(prompts):
 
 SWAPS = {"speed": ("slowly", "quickly"), "direction": ("left", "right"), "vertical": ("up", "down"),
          "colour": ("red", "blue"), "shape": ("circle", "square"), "background": ("grey background", "white background")}
-held = World(WORLD).captions("heldout")
+held = World(WORLD).captions(sys.argv[2] if len(sys.argv) > 2 else "heldout")  # or "train"
 for name, (a, b) in SWAPS.items():
-    pairs = [(c, c.replace(a, b)) for c in held if a in c and b not in c]
+    # whole words only: a plain replace turned 'checkered' into 'checkeblue' (red -> blue) until the eighth sitting
+    pairs = [(c, re.sub(rf"\b{a}\b", b, c)) for c in held if re.search(rf"\b{a}\b", c) and not re.search(rf"\b{b}\b", c)]
     if not pairs:
         continue
     x, y = [p for p, _ in pairs], [q for _, q in pairs]
