@@ -6,6 +6,11 @@ training data are the teacher's own samples at its full schedule (or a user's la
 `neocompress.distill.step_run`. Afterwards the pipeline's scheduler node carries the target schedule, so the
 saved pipeline samples with it, and the report records the NFE before and after.
 
+The teacher's guidance in the DMD gradient (`guidance`) defaults to the pipeline's own later-unit scale, as the
+paper runs Pyramid-Flow's. A model that samples best at a low scale can want more in the real score: on the
+miniature (sampling at 2), from a pruned pipeline, 64 prompts, the student scored 0.458 at 2.0, 0.501 at 3.5 and
+0.497 at 5.0 against its teacher's 0.524, the motion parts most (`runs/issue16-miniature/sd_levels_ab.sh`).
+
 Report: the loss curves (fake model's flow matching, the student's DMD term and Cauchy term); NFE; MiniBench
 (optional) of the teacher at its full schedule, of the undistilled model at the target schedule and of the
 student; and on held-out prompts and seeds, each few-step model's distance to the teacher's many-step samples

@@ -1,5 +1,6 @@
 """Probe: real held-out clips / native decode / TAEHV decode of the same latents, as one frame grid.
-`python taehv_grid.py [TAEHV_SOURCE] OUT.png`."""
+`python taehv_grid.py [TAEHV_SOURCE] OUT.png [sampled]`: with `sampled`, builtin:tiny's own samples of the captions
+take the real clips' place (eighth sitting)."""
 import sys
 
 import torch
@@ -19,6 +20,8 @@ prompts = ["a red circle moving left slowly on a grey background", "a blue trian
 real = renderer_generate_fn()(prompts, 0)
 with torch.no_grad():
     z = pipe.encode(real.to(next(pipe.vae_encoder.parameters()).dtype))
+    if len(sys.argv) > 3 and sys.argv[3] == "sampled":
+        z = pipe.sample_latents(prompts, seed=0)
     rows = []
     for i, p in enumerate(prompts):
         rows += [(f"{i} real", real[i].float()), (f"{i} native", decode_normalised(pipe.decoder, z[i:i+1], pipe.latent_norm)[0].float()),
