@@ -10,7 +10,8 @@ and seconds. Then it checks the issue's bars and says which hold:
 - the chain: at least 90 % of the base total, every part above chance by at least half the base's margin, and
   25x or fewer block evaluations per video.
 
-Writes `--output` (JSON), and the Markdown table between the `quality-chain` markers of benchmarks/results.md.
+Writes `--output` (JSON), and the Markdown table between the `quality-chain` markers of benchmarks/results.md
+and of the README.
 The recipe needs `evaluate: {per_pass: true}`; a pass restored from the cache on a resumed run has no per-pass
 score (its IR is not kept), so the table takes that pass's own `minibench.after` when it has one.
 """
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-output", type=Path, default=None, help="read this applied output, do not apply")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "quality_chain.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "results.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                        help="also replace the table between the quality-chain markers here (if it has them)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".neocompress-cache",
                         help="the run's cache: passes resume from it, paired differences read its evidence")
     args = parser.parse_args(argv)
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "differences": differences, "checks": verdict}, indent=2, default=str) + "\n")
     table = markdown(rows, differences, verdict, args.recipe if args.from_output is None else str(out))
     replace_between_markers(args.markdown, table, "The Neodragon chain on the miniature, pass by pass")
+    if args.readme.is_file() and START in args.readme.read_text():
+        replace_between_markers(args.readme, table, "")
     print(table)
     return 0
 

@@ -31,9 +31,11 @@ def test_the_chain_table_has_a_row_per_pass_with_costs_and_checks(tmp_path: Path
     results = tmp_path / "results.md"
     results.write_text("# results\n\nkept\n\n<!-- quality-chain:start -->\nold\n<!-- quality-chain:end -->\n\n"
                        "also kept\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# tool\n\n<!-- quality-chain:start -->\nstale\n<!-- quality-chain:end -->\n")
     chain = _chain()
     args = ["--from-output", str(tmp_path / "out"), "--cache", str(cache), "--output", str(tmp_path / "c.json"),
-            "--markdown", str(results)]  # fmt: skip
+            "--markdown", str(results), "--readme", str(readme)]  # fmt: skip
     assert chain.main(args) == 0
     data = json.loads((tmp_path / "c.json").read_text())
     steps = [r["step"] for r in data["rows"]]
@@ -49,3 +51,5 @@ def test_the_chain_table_has_a_row_per_pass_with_costs_and_checks(tmp_path: Path
     text = results.read_text()
     assert "old" not in text and "kept" in text and "also kept" in text
     assert "| block_prune |" in text and "NFE x blocks" in text and "retention" in text
+    front = readme.read_text()  # the README's copy of the table, the same one
+    assert "stale" not in front and front.startswith("# tool") and "| block_prune |" in front
