@@ -50,6 +50,13 @@ class DecoderData:
 
         return part(slice(0, n)), part(slice(n, None))
 
+    def before(self, clips: DecoderData) -> DecoderData:
+        """These (teacher samples, no ground truth) followed by `clips`: `split` holds out from the end, so the
+        held-out rows stay clips with their truth; a sample's own row of `truth` is its target, never read."""
+        assert clips.truth is not None, "clips carry their ground truth"
+        return DecoderData(torch.cat([self.latents, clips.latents]), torch.cat([self.targets, clips.targets]),
+                           torch.cat([self.targets, clips.truth]), f"{clips.source} + {self.source}")  # fmt: skip
+
 
 @torch.no_grad()
 def encode_clips(encoder: nn.Module, clips: list[Tensor], norm: Any, batch: int = 8) -> Tensor:

@@ -20,5 +20,8 @@ for r in d["pass_log"]:
             print(f"  {k:40s} {v['total']}")
     for k, v in (rep.get("baselines") or {}).items():
         show("baseline " + k, v.get("minibench") if isinstance(v, dict) else None)
-    for k, v in (rep.get("recovery", {}).get("minibench") or {}).items() if isinstance(rep.get("recovery"), dict) else []:
-        show("recovery " + k, v)
+    recovery = rep.get("recovery") if isinstance(rep.get("recovery"), dict) else {}
+    scores = recovery.get("minibench") or []
+    for entry in scores if isinstance(scores, list) else [{"label": k, **v} for k, v in scores.items()]:
+        label = entry.get("label") or entry.get("after") or entry.get("name") or "?"
+        show("recovery " + str(label), entry.get("minibench", entry))

@@ -79,6 +79,18 @@ def test_distils_from_the_native_decoder_without_videos(tmp_path) -> None:
     assert r["psnr_db"]["after"]["vs_native_db"] > r["psnr_db"]["before"]["vs_native_db"]
 
 
+def test_clips_and_the_teachers_samples_together_hold_out_clips(tmp_path) -> None:
+    data = "data:\n  prompts:\n    calibration: {source: builtin:world, count: 4}\n"
+    body = "    videos: builtin:world\n    count: 6\n    heldout: 2\n    samples: 3\n    first: [1, 1, 1]\n" \
+           "    later: [1, 1, 1]\n"
+    r = _run(tmp_path, body, "mix", data, steps=20)["report"]
+    assert r["data"]["train_clips"] == 6 - 2 + 3 and r["data"]["heldout_clips"] == 2
+    assert r["data"]["teacher_samples"] == 3 and "teacher samples" in r["data"]["source"]
+    assert r["data"]["target"] == "ground truth" and r["psnr_db"]["after"]["vs_truth_db"] is not None  # clips held out
+    with pytest.raises(ValueError, match="without videos"):
+        DecoderSwapConfig(samples=3, count=6)
+
+
 def _frames(n: int, size: int = 48) -> np.ndarray:
     rng = np.random.default_rng(n)
     return (rng.random((n, size, size + 16, 3)) * 255).astype(np.uint8)
