@@ -9,6 +9,7 @@ and cosine against the teacher's, per pyramid stage, are what the substitution c
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -81,7 +82,7 @@ def distil_text(cfg: Any, ir: PipelineIR, sub: Any, new: Any, embedder: nn.Modul
     key = hash_json({"config": cfg.model_dump(mode="json"), "teacher": targets.cache.teacher_key,
                      "prompts": prompts, "seed": ctx.seed})[:16]  # fmt: skip
     work = ctx.pass_dir("encoder_substitution") / f"train-{key}"
-    with FrozenDenoiser(den):
+    with FrozenDenoiser(den) if calls is not None else contextlib.nullcontext():
         result = train(stage_train_config(cfg.train, ctx.seed), {"path": path}, loss_fn, Indices(n), work,
                        trainable=params, progress=sys.stderr.isatty())  # fmt: skip
     path.eval()

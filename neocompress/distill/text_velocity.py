@@ -2,8 +2,8 @@
 
 Why: matching embeddings weighs every direction of the text stream alike, and the denoiser does not read them
 alike. On the miniature a student whose held-out embeddings are 12 % off costs MiniBench 0.04, while isotropic
-noise of the same size on the teacher's embeddings costs 0.015, and the contrast the student keeps worst (the
-colour word) is the part that falls most (runs/issue16-miniature, sixth and seventh sittings). This term measures
+noise of the same size on the teacher's embeddings costs 0.015 (runs/issue16-miniature, sixth sitting). This term
+measures
 the error where the denoiser reads it: the teacher pipeline samples training prompts (prompts only, as the rest of
 the pass: the teacher draws its own latents, no video data), each of its denoiser calls is replayed with the
 student's tokens in T5's place, and the squared velocity error relative to the teacher velocity's energy is
@@ -34,15 +34,23 @@ class VelocityCalls:
         return len(self.records)
 
 
+def teacher_sampler(ir: PipelineIR, steps: list[int]) -> tuple[Any, Any]:
+    """The teacher pipeline (float, T5 in place) and its schedule at `steps` per stage without CFG, so every
+    denoiser call's batch is the prompts in order: what both the held-out probe and this term replay."""
+    from neocompress.models.family import get_family
+
+    pipeline = get_family(ir.family).pipeline(ir, simulated=False)
+    return pipeline, pipeline.schedule_with(first=tuple(steps), later=tuple(steps), guidance_first=1.0,
+                                            guidance_later=1.0)  # fmt: skip
+
+
 def capture_training_calls(ir: PipelineIR, prompts: list[str], indices: list[int], steps: list[int], seed: int,
                            chunk: int) -> VelocityCalls:  # fmt: skip
     """Sample `prompts[i]` for i in `indices` with the teacher pipeline (no CFG, `steps` per stage), `chunk` prompts
     per batch, and keep every denoiser call with the prompt indices of its rows. Run before T5 is swapped out."""
-    from neocompress.models.family import get_family
     from neocompress.quant.denoiser_sim import capture_calls
 
-    pipeline = get_family(ir.family).pipeline(ir, simulated=False)
-    schedule = pipeline.schedule_with(first=tuple(steps), later=tuple(steps), guidance_first=1.0, guidance_later=1.0)
+    pipeline, schedule = teacher_sampler(ir, steps)
     out = VelocityCalls()
     for start in range(0, len(indices), chunk):
         rows = indices[start : start + chunk]

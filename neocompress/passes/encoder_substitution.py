@@ -347,9 +347,8 @@ class EncoderSubstitution(Pass):
 def _probe_calls(ir: PipelineIR, prompts: list[str], steps: list[int], seed: int) -> Any:
     """The teacher pipeline's denoiser calls sampling the held-out prompts without CFG (so each call's batch is
     the prompts, in order), at `steps` per stage: what the student's embeddings are replayed on."""
-    from neocompress.models.family import get_family
+    from neocompress.distill.text_velocity import teacher_sampler
     from neocompress.quant.denoiser_sim import capture_calls
 
-    pipeline = get_family(ir.family).pipeline(ir, simulated=False)
-    schedule = pipeline.schedule_with(first=tuple(steps), later=tuple(steps), guidance_first=1.0, guidance_later=1.0)
+    pipeline, schedule = teacher_sampler(ir, steps)
     return capture_calls(pipeline, prompts, samples=1, seed=seed + 7, schedule=schedule, batch=len(prompts))
