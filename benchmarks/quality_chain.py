@@ -92,13 +92,14 @@ def markdown(rows: list[dict[str, Any]], differences: list[dict[str, Any] | None
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for row, diff in zip(rows, differences, strict=True):
         mb, cost = row["minibench"], row["cost"] or {}
+        nfe = str(cost.get("nfe", "from cache" if row.get("cached") else ""))  # a replayed pass's cost is unmeasured
         delta = ""
         if diff and "total" in diff:
             lo, hi = diff["total"]["interval"]
             delta = f"{diff['total']['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         parts = [f"{mb['parts'][p]:.3f}" for p in PARTS] if mb else ["-"] * len(PARTS)
         lines.append("| " + " | ".join([row["step"], _interval(mb) if mb else "-", delta, *parts,
-                     str(cost.get("nfe", "")), str(cost.get("blocks", "")), str(cost.get("block_evaluations", "")),
+                     nfe, str(cost.get("blocks", "")), str(cost.get("block_evaluations", "")),
                      f"{cost['params'] / 1e6:.2f}M" if cost.get("params") else "", f"{row['seconds']:.0f}"]) + " |")
     ok = {True: "yes", False: "**no**", None: "n/a"}
     lines += ["", f"`{recipe}`; chance per part: "

@@ -53,3 +53,19 @@ def test_the_chain_table_has_a_row_per_pass_with_costs_and_checks(tmp_path: Path
     assert "| block_prune |" in text and "NFE x blocks" in text and "retention" in text
     front = readme.read_text()  # the README's copy of the table, the same one
     assert "stale" not in front and front.startswith("# tool") and "| block_prune |" in front
+
+
+def test_a_pass_read_from_the_cache_says_so_where_its_cost_would_be() -> None:
+    """A resumed run replays cached passes with the restored IR, so their cost is not measured: the row says why
+    the cells are empty instead of leaving them blank."""
+    chain = _chain()
+    parts = dict.fromkeys(chain.PARTS, 0.5)
+    chance = dict.fromkeys(chain.PARTS, 0.1)
+    score = {"total": 0.5, "interval": {"total": [0.45, 0.55]}, "parts": parts, "chance": chance}
+    cost = {"nfe": 180, "blocks": 6, "block_evaluations": 1080, "params": 6.5e6}
+    rows = [{"step": "base", "minibench": score, "cost": cost, "seconds": 0.0},
+            {"step": "encoder_substitution", "minibench": score, "cost": None, "seconds": 640.0, "cached": True}]
+    verdict = chain.checks(rows, [None, None])
+    table = chain.markdown(rows, [None, None], verdict, "r.yaml")
+    row = next(line for line in table.splitlines() if line.startswith("| encoder_substitution"))
+    assert "| from cache |" in row and row.endswith("| 640 |")
