@@ -41,12 +41,17 @@ from neocompress.train.stage import stage_train_config
 NAN = float("nan")
 
 
+def per_stage(guidance: float | list[float], stages: int) -> list[float]:
+    """The teacher's CFG scale at every pyramid stage: one scale for all, or the list as given."""
+    return list(guidance) if isinstance(guidance, list) else [float(guidance)] * stages
+
+
 @dataclass
 class DMDSettings:
     update_ratio: int  # fake-model updates per student update
     noise_levels: list[float]  # the student's local sigmas
     cauchy_weight: float
-    guidance: float  # the teacher's CFG scale (<= 1: off)
+    guidance: float | list[float]  # the teacher's CFG scale (<= 1: off), or one per pyramid stage
     first_unit: int = 0  # the first unit the student samples (1 in hybrid mode: unit 0 comes from an image model)
 
 
@@ -128,7 +133,8 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
         if train_student:
             z_tau, flow, t = noised(z_theta.detach())
             with torch.no_grad():
-                v_real = guided(teacher, [*history, z_tau], text, uncond, t, settings.guidance)
+                scale = per_stage(settings.guidance, scheduler.stages)[d.stage]
+                v_real = guided(teacher, [*history, z_tau], text, uncond, t, scale)
                 v_fake = _call(fake, [*history, z_tau], text, t)
             gradient, _ = dmd_gradient(v_real, v_fake, flow)
             l_dmd = dmd_loss(z_theta, gradient)
@@ -149,7 +155,7 @@ def run_dmd(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: 
                  work, progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
 
 
-def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float,
+def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float | list[float],
                   hybrid: bool = False) -> DMDSettings:  # fmt: skip
     return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance, 1 if hybrid else 0)
 

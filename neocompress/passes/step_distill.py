@@ -9,7 +9,11 @@ saved pipeline samples with it, and the report records the NFE before and after.
 The teacher's guidance in the DMD gradient (`guidance`) defaults to the pipeline's own later-unit scale, as the
 paper runs Pyramid-Flow's. A model that samples best at a low scale can want more in the real score: on the
 miniature (sampling at 2), from a pruned pipeline, 64 prompts, the student scored 0.458 at 2.0, 0.501 at 3.5 and
-0.497 at 5.0 against its teacher's 0.524, the motion parts most (`runs/issue16-miniature/sd_levels_ab.sh`).
+0.497 at 5.0 against its teacher's 0.524, the motion parts most (`runs/issue16-miniature/sd_levels_ab.sh`). The
+student's background score falls as the scale rises (0.562, 0.516, 0.484; teacher 0.672): a one-step student loses
+the textured backgrounds first. `guidance` may give one scale per pyramid stage, lowest resolution first: on the
+same model [3.5, 3.5, 2.0] scored 0.515 and [3.5, 2.0, 2.0] 0.475 (`runs/issue16-miniature/sd_steps_ab.sh`), so
+the middle stage wants the strong scale; the gain of the first over a uniform 3.5 is within the 64 prompts' noise.
 
 Report: the loss curves (fake model's flow matching, the student's DMD term and Cauchy term); NFE; MiniBench
 (optional) of the teacher at its full schedule, of the undistilled model at the target schedule and of the
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -35,6 +39,8 @@ from neocompress.core.registry import register_pass
 from neocompress.ir.component import Provenance
 from neocompress.ir.pipeline_ir import PipelineIR
 from neocompress.train.stage import StageConfig
+
+GuidanceScale = Annotated[float, Field(ge=0)]
 
 
 class ScheduleConfig(PassConfig):
@@ -62,8 +68,10 @@ class StepDistillConfig(PassConfig):
     target: ScheduleConfig = Field(
         default_factory=_one_step, description="the schedule the student is distilled to and the pipeline keeps"
     )
-    guidance: float | None = Field(
-        None, ge=0, description="CFG scale of the teacher in the DMD gradient (default: its later-unit scale)"
+    guidance: GuidanceScale | list[GuidanceScale] | None = Field(
+        None,
+        description="CFG scale of the teacher in the DMD gradient, one for every pyramid stage or a list with one "
+        "per stage, lowest resolution first (default: its later-unit scale)",
     )
     update_ratio: int = Field(2, ge=1, description="fake-model updates per student update")
     noise_levels: int = Field(4, ge=1, description="the student's fixed local noise levels, evenly spaced")
@@ -108,6 +116,10 @@ class StepDistill(Pass):
             if self.config.first_frame not in first_frame_names():
                 problems.append(Problem(f"unknown first-frame generator '{self.config.first_frame}'; registered: "
                                         f"{', '.join(first_frame_names())}", path="first_frame"))  # fmt: skip
+        guidance = self.config.guidance
+        if isinstance(guidance, list) and len(guidance) != stages:
+            problems.append(Problem(f"guidance has {len(guidance)} entries; the pyramid has {stages} stages (give "
+                                    "one scale, or one per stage)", path="guidance"))  # fmt: skip
         if ir["denoiser"].extras.get("quantization"):
             problems.append(Problem("the denoiser is already quantized: distil the steps before quantize", path="name"))
         if self.config.minibench:
@@ -167,7 +179,7 @@ class StepDistill(Pass):
     def run(self, ir: PipelineIR, ctx: Any) -> PassResult:
         from neocompress.analysis.quality import minibench_of
         from neocompress.distill.step_eval import few_step_distance, teacher_reference
-        from neocompress.distill.step_run import run_dmd, settings_from
+        from neocompress.distill.step_run import per_stage, run_dmd, settings_from
         from neocompress.models.family import get_family
         from neocompress.prune.recovery import CaptionCache, load_latent_file, teacher_latents
         from neocompress.train.engine import plot_losses
@@ -205,7 +217,7 @@ class StepDistill(Pass):
 
         def text_of(idx: list[int]) -> tuple[Any, Any]:
             cond = cache.get([data.captions[i] for i in idx])
-            return cond, (cache.get([""] * len(idx)) if guidance > 1.0 else None)
+            return cond, (cache.get([""] * len(idx)) if max(per_stage(guidance, 1)) > 1.0 else None)
 
         settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid)
         out_dir = ctx.pass_dir(self.name)

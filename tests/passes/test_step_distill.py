@@ -124,6 +124,10 @@ def test_bad_configs_fail_before_training(tmp_path: Path, monkeypatch) -> None:
         load_recipe(_recipe(tmp_path, "    update_ratio: 0\n", "b"))
     with pytest.raises(RecipeError, match=r"c.yaml:\d+ \(passes\[0\].target.first\).*3 stages"):
         load_recipe(_recipe(tmp_path, "    target: {first: [1, 1], later: [1, 1]}\n", "c"))  # checked on the model
+    with pytest.raises(RecipeError, match=r"e.yaml:\d+ \(passes\[0\].guidance\).*2 entries; the pyramid has 3"):
+        load_recipe(_recipe(tmp_path, "    guidance: [3.5, 2.0]\n", "e"))
+    with pytest.raises(RecipeError, match=r"passes\[0\].guidance.*\[1\]\): Input should be greater than or equal to 0"):
+        load_recipe(_recipe(tmp_path, "    guidance: [3.5, -1.0, 2.0]\n", "f"))
     monkeypatch.setattr("neocompress.distill.step_run.train", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(UserInputError, match="holding out 2"):
         apply_recipe(load_recipe(_recipe(tmp_path, "", "d", count=2)))
@@ -209,3 +213,40 @@ def test_the_student_is_closer_to_the_teacher_than_the_undistilled_model(tmp_pat
     report = json.loads((outcome.output / "report.json").read_text())["passes"][0]["report"]
     distance = {m: report["distance_to_teacher"][m]["frechet_judge_distance"] for m in ("student", "undistilled")}
     assert distance["student"] < 0.8 * distance["undistilled"], distance
+
+
+def test_the_teachers_guidance_can_differ_per_pyramid_stage(monkeypatch) -> None:
+    """`guidance: [g0, g1, g2]`: DMD's real score runs the teacher with the scale of the stage the step drew
+    (strong guidance at the coarse stages for motion and colour, less at the last one that draws textures)."""
+    from neocompress.distill import step_run
+    from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
+
+    pipe = FAMILY.pipeline(FAMILY.load("builtin:tiny-random"))
+    den = pipe.denoiser
+    seen: list[tuple[int, float]] = []
+    stages: list[int] = []
+    real_draw, real_guided = step_run.draw_step, step_run.guided
+
+    def draw(*a, **k):
+        d = real_draw(*a, **k)
+        stages.append(d.stage)
+        return d
+
+    def guided(model, sample, text, uncond, t, scale):
+        seen.append((stages[-1], scale))
+        return real_guided(model, sample, text, uncond, t, scale)
+
+    monkeypatch.setattr(step_run, "draw_step", draw)
+    monkeypatch.setattr(step_run, "guided", guided)
+    text = pipe.text.encode(["a red circle"] * 2)
+    uncond = pipe.text.encode([""] * 2)
+    scales = [4.0, 3.0, 1.5]
+    settings = settings_from(1, 1, 0.5, scales)
+    loss = step_run.dmd_loss_fn(den, den, den, pipe.scheduler, torch.randn(2, 16, 2, 8, 8),
+                                lambda idx: (text, uncond), settings, seed=0)  # fmt: skip
+    for step in range(12):
+        loss(torch.tensor([0, 1]), step)
+    assert len(seen) == 12 and {s for s, _ in seen} == {0, 1, 2}
+    assert all(scale == scales[stage] for stage, scale in seen)
+    assert isinstance(text, TextEmbeddings) and step_run.per_stage(2.0, 3) == [2.0, 2.0, 2.0]
+
