@@ -109,6 +109,8 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
     """The engine's loss for one micro-batch of sample indices (see the module docstring); `text_of(indices)`
     gives their (conditional, unconditional) embeddings."""
 
+    scales = per_stage(settings.guidance, scheduler.stages)
+
     def loss_fn(batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
         idx = batch.tolist()
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -133,8 +135,7 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
         if train_student:
             z_tau, flow, t = noised(z_theta.detach())
             with torch.no_grad():
-                scale = per_stage(settings.guidance, scheduler.stages)[d.stage]
-                v_real = guided(teacher, [*history, z_tau], text, uncond, t, scale)
+                v_real = guided(teacher, [*history, z_tau], text, uncond, t, scales[d.stage])
                 v_fake = _call(fake, [*history, z_tau], text, t)
             gradient, _ = dmd_gradient(v_real, v_fake, flow)
             l_dmd = dmd_loss(z_theta, gradient)

@@ -3,9 +3,8 @@
 Why: matching embeddings weighs every direction of the text stream alike, and the denoiser does not read them
 alike. On the miniature a student whose held-out embeddings are 12 % off costs MiniBench 0.04, while isotropic
 noise of the same size on the teacher's embeddings costs 0.015 (runs/issue16-miniature, sixth sitting). This term
-measures
-the error where the denoiser reads it: the teacher pipeline samples training prompts (prompts only, as the rest of
-the pass: the teacher draws its own latents, no video data), each of its denoiser calls is replayed with the
+measures the error where the denoiser reads it: the teacher pipeline samples training prompts (prompts only, as the
+rest of the pass: the teacher draws its own latents, no video data), each of its denoiser calls is replayed with the
 student's tokens in T5's place, and the squared velocity error relative to the teacher velocity's energy is
 penalised. Gradients pass through the frozen denoiser into the student.
 """

@@ -215,9 +215,11 @@ class StepDistill(Pass):
         cache = CaptionCache(pipe.text, [*data.captions, ""])
         guidance = cfg.guidance if cfg.guidance is not None else teacher_schedule.guidance_later
 
+        uses_cfg = max(per_stage(guidance, pipe.scheduler.stages)) > 1.0
+
         def text_of(idx: list[int]) -> tuple[Any, Any]:
             cond = cache.get([data.captions[i] for i in idx])
-            return cond, (cache.get([""] * len(idx)) if max(per_stage(guidance, 1)) > 1.0 else None)
+            return cond, (cache.get([""] * len(idx)) if uses_cfg else None)
 
         settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid)
         out_dir = ctx.pass_dir(self.name)
