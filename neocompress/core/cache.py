@@ -20,9 +20,19 @@ from neocompress.core.hashing import hash_json
 ENTRY_FILE = "cache-entry.json"
 
 
-def step_key(pass_name: str, version: int, config: dict[str, Any], input_key: str, context: dict[str, Any]) -> str:
-    """`context` is what a pass may read from its PassContext (target, seed, the data's fingerprint)."""
-    return hash_json({"pass": pass_name, "version": version, "config": config, "input": input_key, "context": context})
+def step_key(
+    pass_name: str,
+    version: int,
+    config: dict[str, Any],
+    input_key: str,
+    context: dict[str, Any],
+    files: dict[str, str] | None = None,
+) -> str:
+    """`context` is what a pass may read from its PassContext (target, seed, the data's fingerprint); `files` the
+    content hashes of the checkpoints and data folders its config names (left out of the key when there are
+    none, so a pass that reads no files keeps the key it always had)."""
+    parts = {"pass": pass_name, "version": version, "config": config, "input": input_key, "context": context}
+    return hash_json({**parts, "files": files} if files else parts)
 
 
 class PassCache:

@@ -47,3 +47,8 @@ def hash_tree(root: Path) -> str:
     for p in sorted(x for x in root.rglob("*") if x.is_file()):
         h.update(str(p.relative_to(root)).encode() + b"\0" + hash_file(p).encode())
     return h.hexdigest()
+
+
+def hash_path(path: Path) -> str:
+    """A file's or a directory's content hash (a directory by `hash_tree`)."""
+    return hash_tree(path) if path.is_dir() else hash_file(path)

@@ -82,7 +82,7 @@ class PassManager:
         }
         keys, prev = [], base_key
         for p in self.passes:
-            prev = step_key(p.name, p.version, p.config.model_dump(mode="json"), prev, context)
+            prev = step_key(p.name, p.version, p.config.model_dump(mode="json"), prev, context, p.input_fingerprints())
             keys.append(prev)
         return keys
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -76,6 +77,25 @@ class Pass(ABC):
         that does not exist at that path (a `builtin:` name is the pass's own to resolve), unless the model has
         no weights here and the recipe can only be planned."""
         return {}
+
+    def input_folder(self, where: str, value: str) -> Path | None:
+        """Where the `input_paths` value at `where` lives on disk, for the cache key's content hash. A `builtin:`
+        name is the pass's own to resolve (None: a procedural source such as `builtin:world`, whose name and the
+        package's version are its content)."""
+        return None if value.startswith("builtin:") else Path(value)
+
+    def input_fingerprints(self) -> dict[str, str]:
+        """Content hashes of the files this pass reads, as {config path: hash}, for its cache key: a checkpoint
+        retrained in place under the same name (or a shipped asset rebuilt) must not replay outputs made from the
+        old one. A path that does not exist is left to the recipe check, which names it."""
+        from neocompress.core.hashing import hash_path
+
+        fingerprints = {}
+        for where, value in self.input_paths().items():
+            path = self.input_folder(where, value) if value is not None else None
+            if path is not None and path.exists():
+                fingerprints[where] = hash_path(path)
+        return fingerprints
 
     def target_problems(self, device: Any) -> list[Problem]:
         """What this config asks that the recipe's target device (a Hexagon `DeviceProfile`) does not take;

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -161,6 +162,12 @@ class DecoderSwap(Pass):
 
     def input_paths(self) -> dict[str, str | None]:
         return {"checkpoint": self.config.checkpoint, "videos": self.config.videos}
+
+    def input_folder(self, where: str, value: str) -> Path | None:
+        """`builtin:tiny-taehv` is the shipped asset's folder (rebuilt by tools/build_tiny_taehv.py)."""
+        from neocompress.models.taehv_decoder import BUILTIN_TINY_TAEHV, taehv_folder
+
+        return taehv_folder(value) if value == BUILTIN_TINY_TAEHV else super().input_folder(where, value)
 
     def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
         return {"vae_decoder": ir["vae_decoder"].num_params(), "vae_encoder": ir["vae_encoder"].num_params()}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -187,6 +188,12 @@ class EncoderSubstitution(Pass):
 
     def input_paths(self) -> dict[str, str | None]:
         return {"student.checkpoint": self.config.student.checkpoint}
+
+    def input_folder(self, where: str, value: str) -> Path | None:
+        """`builtin:tiny-distilt5` is the shipped asset's folder (rebuilt by its pretraining tool)."""
+        from neocompress.models.pyramid_flow.distil_t5 import BUILTIN_TINY_DISTIL_T5, distil_t5_folder
+
+        return distil_t5_folder(value) if value == BUILTIN_TINY_DISTIL_T5 else super().input_folder(where, value)
 
     def snapshot(self, ir: PipelineIR) -> dict[str, Any]:
         return {"t5": ir["t5"].num_params(), "denoiser": ir["denoiser"].num_params()}

@@ -109,3 +109,48 @@ def test_evaluate_section_puts_minibench_before_and_after_in_the_report(tmp_path
     # A second run from the cache scores nothing again: both sides come from the remembered results.
     again = apply_recipe(recipe, cache_dir=tmp_path / "cache", force=True)
     assert again.manifest["quality"]["before"].get("reused") is True
+
+
+DECODER_RECIPE = """\
+model:
+  source: builtin:tiny-random
+passes:
+  - name: decoder_swap
+    checkpoint: {checkpoint}
+output: x
+"""
+
+
+def _decoder_keys(checkpoint: str) -> list[str]:
+    recipe = parse_recipe(DECODER_RECIPE.format(checkpoint=checkpoint))
+    return PassManager(recipe.passes, PassContext(work_dir=Path("/nonexistent"), seed=0)).keys("base")
+
+
+def test_a_checkpoint_retrained_in_place_gets_a_new_key(tmp_path: Path) -> None:
+    folder = tmp_path / "taehv"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"first training")
+    first = _decoder_keys(str(folder))
+    assert _decoder_keys(str(folder)) == first
+    (folder / "model.safetensors").write_bytes(b"second training")  # same folder name, new weights
+    assert _decoder_keys(str(folder)) != first
+
+
+def test_a_rebuilt_builtin_asset_gets_a_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neocompress.models import taehv_decoder
+
+    asset = tmp_path / "miniature-taehv"
+    asset.mkdir()
+    (asset / "model.safetensors").write_bytes(b"shipped")
+    monkeypatch.setattr(taehv_decoder, "taehv_folder", lambda source: asset)
+    first = _decoder_keys("builtin:tiny-taehv")
+    (asset / "model.safetensors").write_bytes(b"rebuilt")
+    assert _decoder_keys("builtin:tiny-taehv") != first
+
+
+def test_a_pass_that_reads_no_files_keeps_its_key() -> None:
+    from neocompress.core.cache import step_key
+
+    args = ("remove_blocks", 1, {"indices": [1]}, "base", {"seed": 0})
+    assert step_key(*args, {}) == step_key(*args)  # cache entries made before file hashes stay valid
+    assert step_key(*args, {"checkpoint": "abc"}) != step_key(*args)
