@@ -13,10 +13,12 @@ The new decoder comes from a registered replacement (`taehv`), is put in place b
 - videos and `samples: N`: both, the clips and N teacher samples; the held-out rows stay clips.
 
 Why the teacher's samples: they are what the pipeline hands the decoder, and they lie off the clips' manifold. On
-the miniature the pretrained TAEHV keeps 0.876 MiniBench on real clips' latents (native 0.932) but 0.667 on the
-model's own samples (native 0.732): it turns a yellow cross orange and shrinks it over the clip where the native
-decoder does not. 300 steps on 128 teacher samples alone: 0.679 on samples (direction 0.71 -> 0.76) and 0.866 on
-clips; 300 steps on clips alone: 0.659 / 0.887 (64 prompts, `runs/issue16-miniature/taehv_probe.py`).
+the miniature a TAEHV pretrained 6000 steps on 512 renders kept 0.876 MiniBench on real clips' latents (native
+0.932) but 0.667 on the model's own samples (native 0.732): it turned a yellow cross orange and shrank it over the
+clip where the native decoder does not. 300 steps on 128 teacher samples alone: 0.679 on samples and 0.866 on
+clips; 300 steps on clips alone: 0.659 / 0.887 (64 prompts, `runs/issue16-miniature/taehv_probe.py`): within the
+probe's noise. What closed most of the gap was pretraining longer on more renders (12000 steps on 2048: 0.927 /
+0.706), not the fine-tune's data.
 
 The loss is MSE (no perceptual loss is available offline here; the report says so). The report gives parameters
 before/after, the loss curve, PSNR on held-out clips against ground truth and against the native decoder (before
