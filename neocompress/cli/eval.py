@@ -41,6 +41,9 @@ EVAL_SIZE = 64
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Videos per call.")
 @click.option("--first-steps", default=None, help="Steps per stage for the first latent frame, e.g. 20,20,20.")
 @click.option("--later-steps", default=None, help="Steps per stage for later latent frames, e.g. 10,10,10.")
+@click.option("--grid", type=click.Choice(("upstream", "uniform")), default=None,
+              help="Euler grid inside each pyramid stage (default: the pipeline's own): uniform puts the steps of a "
+              "few-step stage at 1, 1/2 ... instead of upstream's 1, 0.001.")
 @click.option("--against", default=None, help="Also score this pipeline and report the paired difference.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
@@ -51,6 +54,7 @@ def command(
     batch_size: int,
     first_steps: str | None,
     later_steps: str | None,
+    grid: str | None,
     against: str | None,
     as_json: bool,
 ) -> None:
@@ -59,6 +63,7 @@ def command(
     from neocompress.bench.minibench import DEFAULT_NUM_PROMPTS
 
     first, later = _steps(first_steps), _steps(later_steps)  # bad text fails before a model is loaded
+    schedule = {"first": first, "later": later, **({"grid": grid} if grid else {})}
     sources = [pipeline] if against is None else [pipeline, against]
     families = [family_for_source(source) for source in sources]
     for family in families:
@@ -67,7 +72,7 @@ def command(
     judges = Judges.load()  # missing judge weights fail before a model is loaded too
     err = Console(stderr=True)
     results = [
-        _score(source, family, judges, first, later, num_prompts or DEFAULT_NUM_PROMPTS, seed, batch_size, bench, err)
+        _score(source, family, judges, schedule, num_prompts or DEFAULT_NUM_PROMPTS, seed, batch_size, bench, err)
         for source, family in zip(sources, families, strict=True)
     ]
     difference = None
@@ -92,8 +97,7 @@ def _score(
     source: str,
     family: Any,
     judges: Any,
-    first: Any,
-    later: Any,
+    schedule_overrides: dict[str, Any],
     prompts: int,
     seed: int,
     batch_size: int,
@@ -106,7 +110,7 @@ def _score(
     t0 = time.perf_counter()
     pipe = family.pipeline(family.load(source))
     load_s = time.perf_counter() - t0
-    schedule = pipe.schedule_with(first=first, later=later)
+    schedule = pipe.schedule_with(**schedule_overrides)
 
     def generate(batch: list[str], s: int) -> torch.Tensor:
         return pipe.generate(batch, frames=EVAL_FRAMES, height=EVAL_SIZE, width=EVAL_SIZE, schedule=schedule, seed=s)

@@ -10,7 +10,10 @@ takes the student's clean estimate z_theta with one Euler step. Then:
   a uniform level of the same stage: it learns the student's distribution;
 - every `update_ratio`-th step, the student is trained too: z_theta re-noised again, the DMD gradient from the
   teacher's and the fake model's velocities there (weighted per sample), plus `cauchy_weight` x the Cauchy
-  regression of z_theta towards the teacher's sample at that stage's resolution.
+  regression of z_theta towards the teacher's sample at that stage's resolution;
+- with `gan_weight` > 0, DMD2's GAN term (`dmd_gan`): a critic head on the fake model's trunk learns every step to
+  tell the training latents from the student's estimates (both re-noised), and on student steps the student is
+  pushed to be classified real, through the trunk with its weights held.
 
 Both updates share the step's loss: the fake loss reaches only the fake model (z_theta is detached there) and the
 student's loss only the student (the fake model runs without gradient for it), so one optimizer serves both;
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neocompress.distill.dmd import cauchy_loss, clean_estimate, dmd_gradient, dmd_loss, renoise, student_levels
+from neocompress.distill.dmd_gan import CriticHead, captured_input, critic_logits, critic_loss, generator_loss
 from neocompress.models.pyramid_flow.objective import Indices, flow_matching_batch
 from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
 from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
@@ -39,6 +44,8 @@ from neocompress.train.engine import train
 from neocompress.train.stage import stage_train_config
 
 NAN = float("nan")
+# the denoiser's output norm: its input, the current clip's hidden states, is what the GAN term's critic reads
+CRITIC_TAP = "norm_out"
 
 
 def per_stage(guidance: float | list[float], stages: int) -> list[float]:
@@ -53,6 +60,7 @@ class DMDSettings:
     cauchy_weight: float
     guidance: float | list[float]  # the teacher's CFG scale (<= 1: off), or one per pyramid stage
     first_unit: int = 0  # the first unit the student samples (1 in hybrid mode: unit 0 comes from an image model)
+    gan_weight: float = 0.0  # DMD2's GAN term (0: off)
 
 
 @dataclass
@@ -103,13 +111,19 @@ def _timestep(t: Tensor | float, batch: int) -> Tensor:
 TextOf = Callable[[list[int]], tuple[TextEmbeddings, TextEmbeddings | None]]
 
 
+def critic_for(fake: nn.Module, settings: DMDSettings) -> CriticHead | None:
+    """The GAN term's critic head, sized to the fake model's hidden states (None when the term is off)."""
+    return CriticHead(fake.get_submodule(CRITIC_TAP).norm.normalized_shape[0]) if settings.gan_weight > 0 else None
+
+
 def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
-                latents: Tensor, text_of: TextOf, settings: DMDSettings,
-                seed: int) -> Callable[[Tensor, int], tuple[Tensor, dict[str, Any]]]:  # fmt: skip
+                latents: Tensor, text_of: TextOf, settings: DMDSettings, seed: int,
+                critic: CriticHead | None = None) -> Callable[[Tensor, int], tuple[Tensor, dict]]:  # fmt: skip
     """The engine's loss for one micro-batch of sample indices (see the module docstring); `text_of(indices)`
     gives their (conditional, unconditional) embeddings."""
 
     scales = per_stage(settings.guidance, scheduler.stages)
+    tap = fake.get_submodule(CRITIC_TAP) if critic is not None else None
 
     def loss_fn(batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
         idx = batch.tolist()
@@ -129,9 +143,16 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
             return z_tau, flow, _timestep(t, b)
 
         z_tau, flow, t = noised(z_theta.detach())
-        fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
+        with captured_input(tap) if tap is not None else nullcontext([]) as seen:
+            fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
         parts: dict[str, Any] = {"fake_flow": fake_loss.detach(), "dmd": NAN, "cauchy": NAN}
         loss = fake_loss
+        if critic is not None and tap is not None:
+            real_tau, _, t_real = noised(d.clean)
+            real = critic_logits(fake, tap, critic, lambda m: _call(m, [*history, real_tau], text, t_real))
+            l_critic = critic_loss(real, critic(seen[0]))
+            loss = loss + settings.gan_weight * l_critic
+            parts.update(critic=l_critic.detach(), generator=NAN)
         if train_student:
             z_tau, flow, t = noised(z_theta.detach())
             with torch.no_grad():
@@ -142,6 +163,14 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
             l_cauchy = cauchy_loss(z_theta, d.clean)
             loss = loss + l_dmd + settings.cauchy_weight * l_cauchy
             parts.update(dmd=l_dmd.detach(), cauchy=l_cauchy.detach())
+            if critic is not None and tap is not None:
+                g_tau, _, t_g = noised(z_theta)
+                def as_real(m: Any) -> Tensor:
+                    return _call(m, [*history, g_tau], text, t_g)
+
+                l_gen = generator_loss(critic_logits(fake, tap, critic, as_real, frozen=True))
+                loss = loss + settings.gan_weight * l_gen
+                parts.update(generator=l_gen.detach())
         return loss, parts
 
     return loss_fn
@@ -150,13 +179,17 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
 def run_dmd(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
             latents: Tensor, text_of: Callable, settings: DMDSettings, stage: Any, work: Path,
             seed: int) -> Any:  # fmt: skip
-    """Train student and fake model together on the engine; returns its TrainResult."""
-    loss = dmd_loss_fn(student, fake, teacher, scheduler, latents, text_of, settings, seed)
-    return train(stage_train_config(stage, seed), {"student": student, "fake": fake}, loss, Indices(latents.shape[0]),
-                 work, progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
+    """Train student and fake model (and the GAN term's critic head) together on the engine; returns its
+    TrainResult."""
+    critic = critic_for(fake, settings)
+    loss = dmd_loss_fn(student, fake, teacher, scheduler, latents, text_of, settings, seed, critic)
+    models = {"student": student, "fake": fake, **({"critic": critic} if critic is not None else {})}
+    return train(stage_train_config(stage, seed), models, loss, Indices(latents.shape[0]), work,
+                 progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
 
 
 def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float | list[float],
-                  hybrid: bool = False) -> DMDSettings:  # fmt: skip
-    return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance, 1 if hybrid else 0)
+                  hybrid: bool = False, gan_weight: float = 0.0) -> DMDSettings:  # fmt: skip
+    return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance, 1 if hybrid else 0,
+                       gan_weight)  # fmt: skip
 

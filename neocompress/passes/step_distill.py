@@ -15,6 +15,14 @@ the textured backgrounds first. `guidance` may give one scale per pyramid stage,
 same model [3.5, 3.5, 2.0] scored 0.515 and [3.5, 2.0, 2.0] 0.475 (`runs/issue16-miniature/sd_steps_ab.sh`), so
 the middle stage wants the strong scale; the gain of the first over a uniform 3.5 is within the 64 prompts' noise.
 
+What a few-step sampler loses first is texture. On the miniature's pruned model, one step in the last pyramid stage
+loses every striped and checkered background (0 of 27 right, against 17 of 27 at the teacher's 20 steps; plain
+ones stay right), one step in the first two costs almost nothing (1-20-20: 0.687 vs 0.699), and two or three steps
+in the last stage do not bring it back (`runs/issue16-miniature/stage_steps_probe.sh`, `background_probe.py`):
+a texture's phase is random, a short flow draws its mean. `gan_weight` adds DMD2's GAN term (`dmd_gan`) for that.
+A target with several steps in a stage samples at the student's levels (the `uniform` grid: 1, 1/2 ...), which
+`noise_levels` must contain.
+
 Report: the loss curves (fake model's flow matching, the student's DMD term and Cauchy term); NFE; MiniBench
 (optional) of the teacher at its full schedule, of the undistilled model at the target schedule and of the
 student; and on held-out prompts and seeds, each few-step model's distance to the teacher's many-step samples
@@ -28,7 +36,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,6 +56,10 @@ class ScheduleConfig(PassConfig):
     later: list[SamplingSteps] | None = Field(None, min_length=1, description="steps per stage for later units")
     guidance_first: float | None = Field(None, ge=0, description="CFG scale of the first unit (<= 1: off)")
     guidance_later: float | None = Field(None, ge=0, description="CFG scale of later units (<= 1: off)")
+    grid: Literal["upstream", "uniform"] | None = Field(
+        None, description="Euler grid inside a stage (unset: the teacher keeps the pipeline's; a target with a "
+        "multi-step stage samples at the student's levels, uniform)",
+    )
 
 
 def _one_step() -> ScheduleConfig:
@@ -76,6 +88,10 @@ class StepDistillConfig(PassConfig):
     update_ratio: int = Field(2, ge=1, description="fake-model updates per student update")
     noise_levels: int = Field(4, ge=1, description="the student's fixed local noise levels, evenly spaced")
     cauchy_weight: float = Field(0.5, ge=0, description="weight of the supervised Cauchy regression")
+    gan_weight: float = Field(
+        0.0, ge=0, le=100, description="weight of DMD2's GAN term: a critic on the fake model's trunk tells the "
+        "training latents from the student's (0: off); what brings back textures a one-step student averages away",
+    )
     train: StageConfig = Field(default_factory=StageConfig, description="the training run")
     minibench: int = Field(0, ge=0, description="MiniBench prompts for teacher / undistilled / student (0: off)")
     first_frame: str | None = Field(
@@ -116,6 +132,7 @@ class StepDistill(Pass):
             if self.config.first_frame not in first_frame_names():
                 problems.append(Problem(f"unknown first-frame generator '{self.config.first_frame}'; registered: "
                                         f"{', '.join(first_frame_names())}", path="first_frame"))  # fmt: skip
+        problems += self._grid_problems()
         guidance = self.config.guidance
         if isinstance(guidance, list) and len(guidance) != stages:
             problems.append(Problem(f"guidance has {len(guidance)} entries; the pyramid has {stages} stages (give "
@@ -127,6 +144,16 @@ class StepDistill(Pass):
 
             problems += minibench_problems(ir, self.config.minibench)
         return problems
+
+    def _grid_problems(self) -> list[Problem]:
+        """A multi-step stage of the target samples at levels the student must have been trained at."""
+        target, levels = self.config.target, self.config.noise_levels
+        if target.grid == "upstream":
+            return []
+        steps = sorted({n for n in [*(target.first or []), *(target.later or [])] if n > 1 and levels % n})
+        return [Problem(f"target has a {n}-step stage, sampled at levels 1, {n - 1}/{n} ... on the uniform grid, but "
+                        f"the student is trained at {levels} levels (1, {levels - 1}/{levels} ...): give noise_levels "
+                        f"a multiple of {n}", path="noise_levels") for n in steps]  # fmt: skip
 
     def input_paths(self) -> dict[str, str | None]:
         return {"latents": self.config.latents}
@@ -140,12 +167,17 @@ class StepDistill(Pass):
 
         current = ir["scheduler"].extras["schedule"]
 
-        def resolve(c: ScheduleConfig, hybrid: bool | None) -> Any:
+        def resolve(c: ScheduleConfig, hybrid: bool | None, grid: str | None) -> Any:
             return override_schedule(current, first=tuple(c.first) if c.first else None,
                                      later=tuple(c.later) if c.later else None, guidance_first=c.guidance_first,
-                                     guidance_later=c.guidance_later, hybrid=hybrid)  # fmt: skip
+                                     guidance_later=c.guidance_later, hybrid=hybrid, grid=grid)  # fmt: skip
 
-        return resolve(self.config.teacher, None), resolve(self.config.target, self.config.first_frame is not None)
+        target = self.config.target
+        # a student trained at levels 1, 1/2 ... samples there: upstream's grid would spend a second step at 0.001
+        multi_step = any(n > 1 for n in [*(target.first or []), *(target.later or [])])
+        target_grid = target.grid or ("uniform" if multi_step else None)
+        return (resolve(self.config.teacher, None, self.config.teacher.grid),
+                resolve(target, self.config.first_frame is not None, target_grid))  # fmt: skip
 
     def _rewrite_schedule(self, ir: PipelineIR, schedule: Any) -> None:
         """The scheduler node now samples with `schedule`: what the pipeline, its save and its reload use."""
@@ -221,7 +253,8 @@ class StepDistill(Pass):
             cond = cache.get([data.captions[i] for i in idx])
             return cond, (cache.get([""] * len(idx)) if uses_cfg else None)
 
-        settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid)
+        settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid,
+                                 cfg.gan_weight)  # fmt: skip
         out_dir = ctx.pass_dir(self.name)
         key = self._run_key(ir, data, ctx.seed)
         result = run_dmd(student, fake, teacher, pipe.scheduler, data.latents, text_of, settings, cfg.train,
@@ -243,7 +276,8 @@ class StepDistill(Pass):
             "nfe": self._nfe(ir, original, target),
             "teacher_schedule": teacher_schedule.to_dict(),
             "dmd": {"update_ratio": cfg.update_ratio, "noise_levels": settings.noise_levels,
-                    "cauchy_weight": cfg.cauchy_weight, "teacher_guidance": guidance},  # fmt: skip
+                    "cauchy_weight": cfg.cauchy_weight, "gan_weight": cfg.gan_weight,
+                    "teacher_guidance": guidance},  # fmt: skip
             "data": {"source": data.source, "train_samples": len(data.captions), "heldout_prompts": held_prompts,
                      "heldout_seeds": seeds},  # fmt: skip
             "train": result.summary(),

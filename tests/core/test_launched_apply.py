@@ -56,6 +56,7 @@ def _apply(tmp_path: Path, name: str, processes: int) -> Path:
     return out
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_two_processes_write_one_output_equal_in_importance_to_one(tmp_path: Path) -> None:
     two = _apply(tmp_path, "two", 2)
     one = _apply(tmp_path, "one", 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from neocompress.cli.main import main
@@ -13,6 +14,7 @@ from neocompress.models.pyramid_flow import family as family_module
 from neocompress.models.pyramid_flow.family import PyramidFlowFamily
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_train_miniature_trains_saves_and_ships(tmp_path: Path, monkeypatch, capsys) -> None:
     out = tmp_path / "mini"
     shipped = tmp_path / "assets" / "miniature"

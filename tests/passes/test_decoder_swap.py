@@ -71,6 +71,7 @@ def test_saved_pipeline_reloads_decodes_1_plus_8k_frames_and_generates(world) ->
     assert tuple(video.shape) == (1, 3, 9, 64, 64)
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_distils_from_the_native_decoder_without_videos(tmp_path) -> None:
     data = "data:\n  prompts:\n    calibration: {source: builtin:world, count: 4}\n"
     r = _run(tmp_path, "    count: 6\n    heldout: 2\n    first: [1, 1, 1]\n    later: [1, 1, 1]\n", "distil",
@@ -194,6 +195,7 @@ def test_crop_windows_carry_real_context_and_score_only_the_crop() -> None:
     assert decoded.stop - decoded.start == 4 and scored == slice(0, 4)
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_starts_from_the_pretrained_tiny_taehv(tmp_path) -> None:
     """builtin:tiny-taehv (tools/build_tiny_taehv.py) decodes the miniature's latents near the native decoder
     before any fine-tuning; its config, not the pass's widths, sets the shape."""

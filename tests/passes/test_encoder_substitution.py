@@ -75,6 +75,7 @@ def test_every_mode_trains_and_its_loss_falls(runs, mode) -> None:
     assert set(r["denoiser_velocity"]["after"]) >= {"relative_error", "cosine", "relative_error_per_stage"}
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_the_undistilled_student_is_scored_beside_the_distilled_one(tmp_path) -> None:
     train = ("    mode: trainable\n    minibench: 8\n"
              "    train: {steps: 4, batch_size: 12, lr: 3.0e-3, warmup_steps: 1}\n")

@@ -128,6 +128,8 @@ def test_bad_configs_fail_before_training(tmp_path: Path, monkeypatch) -> None:
         load_recipe(_recipe(tmp_path, "    guidance: [3.5, 2.0]\n", "e"))
     with pytest.raises(RecipeError, match=r"passes\[0\].guidance.*\[1\]\): Input should be greater than or equal to 0"):
         load_recipe(_recipe(tmp_path, "    guidance: [3.5, -1.0, 2.0]\n", "f"))
+    with pytest.raises(RecipeError, match=r"g.yaml:\d+ \(passes\[0\].noise_levels\).*3-step stage.*multiple of 3"):
+        load_recipe(_recipe(tmp_path, "    noise_levels: 4\n    target: {first: [1, 1, 3], later: [1, 1, 1]}\n", "g"))
     monkeypatch.setattr("neocompress.distill.step_run.train", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(UserInputError, match="holding out 2"):
         apply_recipe(load_recipe(_recipe(tmp_path, "", "d", count=2)))
@@ -142,6 +144,24 @@ def test_plan_rewrites_the_schedule_on_the_full_size_skeleton() -> None:
     r = StepDistill(StepDistillConfig()).plan(ir, PassContext.for_planning()).report
     assert (r["nfe"]["before"], r["nfe"]["after"]) == (480, 21)
     assert ir["scheduler"].extras["schedule"].first_unit == (1, 1, 1)
+    assert ir["scheduler"].extras["schedule"].grid == "upstream"  # one step per stage: both grids agree
+
+
+def test_a_multi_step_target_samples_at_the_students_levels() -> None:
+    """A 1-1-2 student is trained at levels 1 and 1/2 (noise_levels 2 or 4), so its pipeline samples the last
+    stage at 1 -> 1/2 -> 0, not upstream's 1 -> 0.001 -> 0 (where the second step would do nothing)."""
+    from neocompress.core.context import PassContext
+    from neocompress.passes.step_distill import StepDistill, StepDistillConfig
+
+    ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
+    target = {"first": [1, 1, 2], "later": [1, 1, 2], "guidance_first": 1.0, "guidance_later": 1.0}
+    r = StepDistill(StepDistillConfig(target=target)).plan(ir, PassContext.for_planning()).report
+    schedule = ir["scheduler"].extras["schedule"]
+    assert (schedule.later_units, schedule.grid) == ((1, 1, 2), "uniform")
+    assert r["nfe"]["after"] == 28 and r["nfe"]["schedule_after"]["grid"] == "uniform"
+    ir = FAMILY.skeleton("builtin:pyramid-flow-sd3")
+    StepDistill(StepDistillConfig(target={**target, "grid": "upstream"})).plan(ir, PassContext.for_planning())
+    assert ir["scheduler"].extras["schedule"].grid == "upstream"  # said outright, kept
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +219,7 @@ def test_in_hybrid_mode_the_student_never_trains_on_unit_0() -> None:
     assert histories == {2, 3}  # units 1 and 2 (history of 1 and 2 clips), never unit 0
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_the_student_is_closer_to_the_teacher_than_the_undistilled_model(tmp_path: Path) -> None:
     """What DMD is for: at the same 1-1-1 steps without CFG, the student's held-out videos are distributed like
     the teacher's (4-4-4 / 2-2-2 with CFG) far more than the undistilled model's are. Measured: judge-feature

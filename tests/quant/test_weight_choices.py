@@ -35,6 +35,7 @@ def test_layer_patterns_match_names_parents_and_globs() -> None:
     assert unmatched(["norm_out", "nrom_out"], ["norm_out.linear", "proj_out"]) == ["nrom_out"]
 
 
+@pytest.mark.slow  # minutes on 2 cores: runs in `make bench`
 def test_the_adapters_float_layers_lose_their_weight_quantizer_in_every_stage(calls) -> None:
     ir, _, captured = calls
     declared = ir["denoiser"].extras["block_adapter"].never_quantize(ir["denoiser"].module)

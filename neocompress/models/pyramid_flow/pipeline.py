@@ -89,10 +89,10 @@ class TextToVideoPipeline:
         later: tuple[int, ...] | None = None,
         guidance_first: float | None = None,
         guidance_later: float | None = None,
+        grid: str | None = None,
     ) -> StepSchedule:
-        return override_schedule(
-            self.schedule, first=first, later=later, guidance_first=guidance_first, guidance_later=guidance_later
-        )
+        return override_schedule(self.schedule, first=first, later=later, guidance_first=guidance_first,
+                                 guidance_later=guidance_later, grid=grid)  # fmt: skip
 
     def resolve_video(self, frames: int | None, height: int | None, width: int | None) -> dict[str, int]:
         v = self.spec.video

@@ -68,8 +68,8 @@ def pyramidal_sample(
             if stage > 0:
                 x = scheduler.upsample_renoise(x, stage, generator)
             history = history_for(generated, stage, scheduler)
-            sigmas = scheduler.local_sigmas(steps[stage])
-            timesteps = scheduler.timesteps(stage, steps[stage]).to(x.device)
+            sigmas = scheduler.local_sigmas(steps[stage], schedule.grid)
+            timesteps = scheduler.timesteps(stage, steps[stage], schedule.grid).to(x.device)
             for i in range(steps[stage]):
                 if progress is not None:
                     progress(unit, stage, i)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 # The local sigma grid stops here before the final 0: the last Euler step goes from 0.001 to 0, like upstream,
 # whose per-stage grid is linspace(1, 0, 1001)[:-1].
 LOCAL_SIGMA_MIN = 0.001
+SIGMA_GRIDS = ("upstream", "uniform")  # the per-stage Euler grids `local_sigmas` knows
 
 Scalar = float | torch.Tensor
 
@@ -180,19 +181,28 @@ class PyramidFlowScheduler:
         stage = self._check_stage(stage)
         return s_loc * self._start[stage] + (1 - s_loc) * self._end[stage]
 
-    def local_sigmas(self, n: int) -> torch.Tensor:
-        """Euler grid inside a stage: linspace(1, 0.001, n) followed by 0 (n + 1 values, fp32)."""
+    def local_sigmas(self, n: int, grid: str = "upstream") -> torch.Tensor:
+        """Euler grid inside a stage, followed by 0 (n + 1 values, fp32).
+
+        `upstream`: linspace(1, 0.001, n), Pyramid-Flow's grid; at two steps it is 1 -> 0.001 -> 0, one real
+        step and a negligible one, which is right for a many-step teacher and wrong for a two-step student.
+        `uniform`: 1, (n-1)/n, ..., 1/n, the levels a multi-step DMD student is trained at (DMD2's 999, 749, ...)."""
         if n < 1:
             raise ValueError(f"need at least one step, got {n}")
-        grid = torch.linspace(1.0, LOCAL_SIGMA_MIN, n, dtype=torch.float64)
-        return torch.cat([grid, grid.new_zeros(1)]).to(torch.float32)
+        if grid == "upstream":
+            levels = torch.linspace(1.0, LOCAL_SIGMA_MIN, n, dtype=torch.float64)
+        elif grid == "uniform":
+            levels = 1.0 - torch.arange(n, dtype=torch.float64) / n
+        else:
+            raise ValueError(f"unknown sigma grid '{grid}'; known: {', '.join(SIGMA_GRIDS)}")
+        return torch.cat([levels, levels.new_zeros(1)]).to(torch.float32)
 
-    def timesteps(self, stage: int, n: int) -> torch.Tensor:
+    def timesteps(self, stage: int, n: int, grid: str = "upstream") -> torch.Tensor:
         """DiT timesteps of an n-step stage: the local grid (without its final 0) mapped into the stage range.
 
-        Starts at t_max; ends 0.1 % of the range above t_min, where upstream ends too."""
-        grid = self.local_sigmas(n)[:-1].to(torch.float64)
-        return self.timestep_for(stage, grid).to(torch.float32)
+        Starts at t_max; on the upstream grid ends 0.1 % of the range above t_min, where upstream ends too."""
+        levels = self.local_sigmas(n, grid)[:-1].to(torch.float64)
+        return self.timestep_for(stage, levels).to(torch.float32)
 
     def resolution_divisor(self, stage: int) -> int:
         return 2 ** (self.stages - 1 - self._check_stage(stage))
@@ -329,15 +339,20 @@ class StepSchedule:
     """Steps per stage and CFG scales for the first unit and for later units (guidance <= 1: CFG off).
 
     `hybrid`: unit 0 comes from the pipeline's first-frame component (an image model), not the denoiser, so it
-    costs no denoiser call (Neodragon's hybrid mode); `first_unit` and `guidance_first` are then unused."""
+    costs no denoiser call (Neodragon's hybrid mode); `first_unit` and `guidance_first` are then unused.
+    `grid`: the Euler grid inside each stage (`PyramidFlowScheduler.local_sigmas`): upstream's for a many-step
+    sampler, `uniform` for a student distilled to a few steps at evenly spaced levels."""
 
     first_unit: tuple[int, ...] = (20, 20, 20)
     later_units: tuple[int, ...] = (10, 10, 10)
     guidance_first: float = 7.0
     guidance_later: float = 5.0
     hybrid: bool = False
+    grid: str = "upstream"
 
     def __post_init__(self) -> None:
+        if self.grid not in SIGMA_GRIDS:
+            raise ValueError(f"unknown sigma grid '{self.grid}'; known: {', '.join(SIGMA_GRIDS)}")
         for name in ("first_unit", "later_units"):
             steps = tuple(int(n) for n in getattr(self, name))
             if not steps or any(n < 1 for n in steps):
@@ -374,6 +389,7 @@ class StepSchedule:
             "guidance_first": self.guidance_first,
             "guidance_later": self.guidance_later,
             **({"hybrid": True} if self.hybrid else {}),
+            **({"grid": self.grid} if self.grid != "upstream" else {}),
         }
 
     @classmethod
@@ -384,6 +400,7 @@ class StepSchedule:
             guidance_first=float(d.get("guidance_first", 7.0)),
             guidance_later=float(d.get("guidance_later", 5.0)),
             hybrid=bool(d.get("hybrid", False)),
+            grid=str(d.get("grid", "upstream")),
         )
 
     @classmethod

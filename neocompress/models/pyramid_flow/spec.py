@@ -109,6 +109,7 @@ def override_schedule(
     guidance_first: float | None = None,
     guidance_later: float | None = None,
     hybrid: bool | None = None,
+    grid: str | None = None,
 ) -> StepSchedule:
     """`schedule` with whichever of its settings are given replaced."""
     return StepSchedule(
@@ -117,4 +118,5 @@ def override_schedule(
         schedule.guidance_first if guidance_first is None else guidance_first,
         schedule.guidance_later if guidance_later is None else guidance_later,
         schedule.hybrid if hybrid is None else hybrid,
+        schedule.grid if grid is None else grid,
     )

@@ -250,3 +250,18 @@ def test_a_hybrid_schedule_counts_no_denoiser_work_for_unit_0() -> None:
     s = StepSchedule((1, 1, 1), (1, 1, 1), 1.0, 1.0, hybrid=True)
     assert (s.nfe(7), s.calls(7), list(s.denoised_units(3))) == (18, 18, [1, 2])
     assert StepSchedule.from_dict(s.to_dict()) == s and "hybrid" not in StepSchedule().to_dict()
+
+
+def test_sampler_steps_on_the_schedules_grid() -> None:
+    s = PyramidFlowScheduler()
+    seen: dict[str, list[float]] = {}
+    for grid in ("upstream", "uniform"):
+        rec = Recorder()
+        schedule = StepSchedule((1, 1, 2), (1, 1, 2), 1.0, 1.0, grid=grid)
+        pyramidal_sample(rec, batch=1, channels=4, height=16, width=16, num_units=1, schedule=schedule, scheduler=s,
+                         generator=_gen(0))  # fmt: skip
+        seen[grid] = [t[0].item() for _, t, _ in rec.calls]
+    t_max, t_min = s.timestep_ranges[2]
+    assert seen["upstream"][-1] == pytest.approx(t_min + 0.001 * (t_max - t_min), abs=1e-3)
+    assert seen["uniform"][-1] == pytest.approx((t_max + t_min) / 2, abs=1e-3)
+    assert seen["upstream"][:-1] == seen["uniform"][:-1]  # one-step stages are the same on both grids

@@ -323,3 +323,25 @@ def test_step_schedule_round_trip_and_validation() -> None:
     assert StepSchedule.from_dict({}) == StepSchedule()
     with pytest.raises(ValueError):
         StepSchedule(first_unit=(1, 0, 1))
+
+
+def test_uniform_grid_spreads_a_few_steps_evenly() -> None:
+    s = PyramidFlowScheduler()
+    # upstream's grid wastes a second step: 1 -> 0.001 -> 0 does all the work in the first
+    assert s.local_sigmas(2).tolist() == pytest.approx([1.0, 0.001, 0.0])
+    assert s.local_sigmas(2, "uniform").tolist() == [1.0, 0.5, 0.0]
+    assert s.local_sigmas(4, "uniform").tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert s.local_sigmas(1, "uniform").tolist() == s.local_sigmas(1).tolist() == [1.0, 0.0]
+    t_max, t_min = s.timestep_ranges[2]
+    assert s.timesteps(2, 2, "uniform").tolist() == pytest.approx([t_max, (t_max + t_min) / 2], abs=1e-3)
+    with pytest.raises(ValueError, match="unknown sigma grid 'even'"):
+        s.local_sigmas(2, "even")
+
+
+def test_step_schedule_keeps_its_grid_and_refuses_unknown_ones() -> None:
+    sched = StepSchedule((1, 1, 2), (1, 1, 2), 1.0, 1.0, grid="uniform")
+    assert sched.to_dict()["grid"] == "uniform"
+    assert StepSchedule.from_dict(sched.to_dict()) == sched
+    assert "grid" not in StepSchedule().to_dict()  # saved pipelines without a grid read back as upstream's
+    with pytest.raises(ValueError, match="unknown sigma grid"):
+        StepSchedule(grid="cosine")
