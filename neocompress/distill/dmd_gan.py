@@ -28,16 +28,21 @@ from torch import Tensor, nn
 
 
 class CriticHead(nn.Module):
-    """Per-token MLP to one logit, averaged over the tokens: texture anywhere in the frame counts."""
+    """Per-token MLP to one logit, averaged over the tokens: texture anywhere in the frame counts.
 
-    def __init__(self, width: int, hidden: int | None = None) -> None:
+    `gain` scales the logits: the head trains in the run's one optimizer at the student's small learning rate,
+    and Adam's step does not depend on the gradient's scale, so a fresh head would need thousands of steps to say
+    anything (at gain 1 it stayed at chance, loss 1.396 = 2 ln 2, through a 300-step run)."""
+
+    def __init__(self, width: int, hidden: int | None = None, gain: float = 10.0) -> None:
         super().__init__()
         hidden = hidden or width
+        self.gain = gain
         self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens [B, N, width] -> logits [B]."""
-        return self.net(tokens.float()).squeeze(-1).mean(dim=1)
+        return self.gain * self.net(tokens.float()).squeeze(-1).mean(dim=1)
 
 
 @contextmanager

@@ -11,6 +11,8 @@ takes the student's clean estimate z_theta with one Euler step. Then:
 - every `update_ratio`-th step, the student is trained too: z_theta re-noised again, the DMD gradient from the
   teacher's and the fake model's velocities there (weighted per sample), plus `cauchy_weight` x the Cauchy
   regression of z_theta towards the teacher's sample at that stage's resolution;
+- with `paired_weight` > 0, DMD's paired regression (`ode_pairs`): on student steps, one step of the student from the
+  very point the teacher's last pyramid stage started from, regressed (Cauchy) towards where the teacher ended;
 - with `gan_weight` > 0, DMD2's GAN term (`dmd_gan`): a critic head on the fake model's trunk learns every step to
   tell the training latents from the student's estimates (both re-noised), and on student steps the student is
   pushed to be classified real, through the trunk with its weights held.
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neocompress.distill.dmd import cauchy_loss, clean_estimate, dmd_gradient, dmd_loss, renoise, student_levels
-from neocompress.distill.dmd_gan import CriticHead, captured_input, critic_logits, critic_loss, generator_loss
+from neocompress.distill.dmd_gan import CriticHead, critic_logits, critic_loss, generator_loss
+from neocompress.models.pyramid_flow.history import history_for
 from neocompress.models.pyramid_flow.objective import Indices, flow_matching_batch
 from neocompress.models.pyramid_flow.scheduler import PyramidFlowScheduler
 from neocompress.models.pyramid_flow.text_encoders import TextEmbeddings
@@ -46,6 +48,8 @@ from neocompress.train.stage import stage_train_config
 NAN = float("nan")
 # the denoiser's output norm: its input, the current clip's hidden states, is what the GAN term's critic reads
 CRITIC_TAP = "norm_out"
+# the critic sees both sides re-noised to at most this local level: above it a low-contrast texture drowns in noise
+CRITIC_TAU_MAX = 0.5
 
 
 def per_stage(guidance: float | list[float], stages: int) -> list[float]:
@@ -61,6 +65,7 @@ class DMDSettings:
     guidance: float | list[float]  # the teacher's CFG scale (<= 1: off), or one per pyramid stage
     first_unit: int = 0  # the first unit the student samples (1 in hybrid mode: unit 0 comes from an image model)
     gan_weight: float = 0.0  # DMD2's GAN term (0: off)
+    paired_weight: float = 0.0  # DMD's regression on the teacher's (last-stage start, end) pairs (0: off)
 
 
 @dataclass
@@ -118,9 +123,11 @@ def critic_for(fake: nn.Module, settings: DMDSettings) -> CriticHead | None:
 
 def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
                 latents: Tensor, text_of: TextOf, settings: DMDSettings, seed: int,
-                critic: CriticHead | None = None) -> Callable[[Tensor, int], tuple[Tensor, dict]]:  # fmt: skip
+                critic: CriticHead | None = None,
+                starts: Tensor | None = None) -> Callable[[Tensor, int], tuple[Tensor, dict]]:  # fmt: skip
     """The engine's loss for one micro-batch of sample indices (see the module docstring); `text_of(indices)`
-    gives their (conditional, unconditional) embeddings."""
+    gives their (conditional, unconditional) embeddings; `starts` the teacher's last-stage start points for the
+    paired regression, aligned with `latents`."""
 
     scales = per_stage(settings.guidance, scheduler.stages)
     tap = fake.get_submodule(CRITIC_TAP) if critic is not None else None
@@ -136,21 +143,25 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
             z_theta = clean_estimate(scheduler, d.stage, x, _call(student, d.sample, text, d.timestep), d.s_loc)
         b = x.shape[0]
 
-        def noised(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            tau = torch.rand(b, generator=g)
+        def noised(z: Tensor, tau_max: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+            tau = torch.rand(b, generator=g) * tau_max
             noise = torch.randn(z.shape, generator=g)
             z_tau, flow, t = renoise(scheduler, d.stage, z, noise, tau)
             return z_tau, flow, _timestep(t, b)
 
         z_tau, flow, t = noised(z_theta.detach())
-        with captured_input(tap) if tap is not None else nullcontext([]) as seen:
-            fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
+        fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
         parts: dict[str, Any] = {"fake_flow": fake_loss.detach(), "dmd": NAN, "cauchy": NAN}
+        if starts is not None and settings.paired_weight > 0:
+            parts["paired"] = NAN  # the engine wants the same parts every step
         loss = fake_loss
         if critic is not None and tap is not None:
-            real_tau, _, t_real = noised(d.clean)
-            real = critic_logits(fake, tap, critic, lambda m: _call(m, [*history, real_tau], text, t_real))
-            l_critic = critic_loss(real, critic(seen[0]))
+            logits = []
+            for z in (d.clean, z_theta.detach()):  # real, then fake; at low noise, where texture shows
+                z_c, _, t_c = noised(z, CRITIC_TAU_MAX)
+                sample = [*history, z_c]
+                logits.append(critic_logits(fake, tap, critic, lambda m, s=sample, t=t_c: _call(m, s, text, t)))
+            l_critic = critic_loss(*logits)
             loss = loss + settings.gan_weight * l_critic
             parts.update(critic=l_critic.detach(), generator=NAN)
         if train_student:
@@ -163,8 +174,13 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
             l_cauchy = cauchy_loss(z_theta, d.clean)
             loss = loss + l_dmd + settings.cauchy_weight * l_cauchy
             parts.update(dmd=l_dmd.detach(), cauchy=l_cauchy.detach())
+            if starts is not None and settings.paired_weight > 0:
+                l_pair = paired_loss(student, scheduler, latents[idx], starts[idx], text, g, settings.first_unit)
+                loss = loss + settings.paired_weight * l_pair
+                parts.update(paired=l_pair.detach())
             if critic is not None and tap is not None:
-                g_tau, _, t_g = noised(z_theta)
+                g_tau, _, t_g = noised(z_theta, CRITIC_TAU_MAX)
+
                 def as_real(m: Any) -> Tensor:
                     return _call(m, [*history, g_tau], text, t_g)
 
@@ -176,20 +192,34 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
     return loss_fn
 
 
+def paired_loss(student: nn.Module, scheduler: PyramidFlowScheduler, latents: Tensor, starts: Tensor,
+                text: TextEmbeddings, g: torch.Generator, first_unit: int = 0) -> Tensor:  # fmt: skip
+    """Cauchy regression of the student's one step from the teacher's last-stage start point of a random unit
+    (with the teacher's earlier units as history, as at sampling) towards the teacher's final latent there."""
+    unit = int(torch.randint(min(first_unit, latents.shape[2] - 1), latents.shape[2], (), generator=g))
+    last = scheduler.stages - 1
+    history = history_for([latents[:, :, j : j + 1] for j in range(unit)], last, scheduler)
+    x = starts[:, :, unit : unit + 1]
+    t = _timestep(scheduler.timesteps(last, 1)[0], x.shape[0])
+    z = clean_estimate(scheduler, last, x, _call(student, [*history, x], text, t), 1.0)
+    return cauchy_loss(z, latents[:, :, unit : unit + 1])
+
+
 def run_dmd(student: nn.Module, fake: nn.Module, teacher: nn.Module, scheduler: PyramidFlowScheduler,
             latents: Tensor, text_of: Callable, settings: DMDSettings, stage: Any, work: Path,
-            seed: int) -> Any:  # fmt: skip
+            seed: int, starts: Tensor | None = None) -> Any:  # fmt: skip
     """Train student and fake model (and the GAN term's critic head) together on the engine; returns its
     TrainResult."""
     critic = critic_for(fake, settings)
-    loss = dmd_loss_fn(student, fake, teacher, scheduler, latents, text_of, settings, seed, critic)
+    loss = dmd_loss_fn(student, fake, teacher, scheduler, latents, text_of, settings, seed, critic, starts)
     models = {"student": student, "fake": fake, **({"critic": critic} if critic is not None else {})}
     return train(stage_train_config(stage, seed), models, loss, Indices(latents.shape[0]), work,
                  progress=sys.stderr.isatty(), find_unused_parameters=True)  # fmt: skip
 
 
 def settings_from(update_ratio: int, noise_levels: int, cauchy_weight: float, guidance: float | list[float],
-                  hybrid: bool = False, gan_weight: float = 0.0) -> DMDSettings:  # fmt: skip
+                  hybrid: bool = False, gan_weight: float = 0.0,
+                  paired_weight: float = 0.0) -> DMDSettings:  # fmt: skip
     return DMDSettings(update_ratio, student_levels(noise_levels), cauchy_weight, guidance, 1 if hybrid else 0,
-                       gan_weight)  # fmt: skip
+                       gan_weight, paired_weight)  # fmt: skip
 

@@ -19,7 +19,15 @@ What a few-step sampler loses first is texture. On the miniature's pruned model,
 loses every striped and checkered background (0 of 27 right, against 17 of 27 at the teacher's 20 steps; plain
 ones stay right), one step in the first two costs almost nothing (1-20-20: 0.687 vs 0.699), and two or three steps
 in the last stage do not bring it back (`runs/issue16-miniature/stage_steps_probe.sh`, `background_probe.py`):
-a texture's phase is random, a short flow draws its mean. `gan_weight` adds DMD2's GAN term (`dmd_gan`) for that.
+a texture's phase is random, a short flow draws its mean. Two terms aim at that. `gan_weight` adds DMD2's GAN
+term (`dmd_gan`); on the same model (48 samples, 300 steps, 64 prompts; `runs/issue16-miniature/sd_gan_ab.sh`) it
+bought nothing: student 0.613 without it, 0.629 at 0.5 with the critic at chance throughout, 0.573 with a critic
+made to learn faster at low noise; no textured background right in any. `paired_weight` adds DMD's own regression
+on the teacher's ODE pairs (`ode_pairs`): one student step from the exact point where the teacher's last stage
+started, towards where the teacher ended, which can learn the phase the flow-matching mix cannot. At weight 1.0 on
+the same model its loss halved (0.071 -> 0.032) and the student scored 0.597, still no textured background right:
+neither term is in the recipes; the miniature's textures are low-contrast (16 vs 64 on black) and cost the latent
+error little, which may be why a regression does not go after them.
 A target with several steps in a stage samples at the student's levels (the `uniform` grid: 1, 1/2 ...), which
 `noise_levels` must contain.
 
@@ -88,6 +96,11 @@ class StepDistillConfig(PassConfig):
     update_ratio: int = Field(2, ge=1, description="fake-model updates per student update")
     noise_levels: int = Field(4, ge=1, description="the student's fixed local noise levels, evenly spaced")
     cauchy_weight: float = Field(0.5, ge=0, description="weight of the supervised Cauchy regression")
+    paired_weight: float = Field(
+        0.0, ge=0, le=100, description="weight of DMD's paired regression: the student's one step from the point "
+        "the teacher's last pyramid stage started from, towards where the teacher ended (needs the teacher's own "
+        "samples, not `latents`); 0: off",
+    )
     gan_weight: float = Field(
         0.0, ge=0, le=100, description="weight of DMD2's GAN term: a critic on the fake model's trunk tells the "
         "training latents from the student's (0: off); what brings back textures a one-step student averages away",
@@ -103,13 +116,15 @@ class StepDistillConfig(PassConfig):
     def _target_is_complete(self) -> StepDistillConfig:
         if self.target.first is None or self.target.later is None:
             raise ValueError("target: give both first and later (steps per stage), e.g. [1, 1, 1]")
+        if self.paired_weight > 0 and self.latents is not None:
+            raise ValueError("paired_weight needs the teacher's own samples (its start points): drop `latents`")
         return self
 
 
 @register_pass
 class StepDistill(Pass):
     name = "step_distill"
-    version = 1
+    version = 2  # 2: the GAN term and the schedule grid
     Config = StepDistillConfig
     summary = "Distil the sampler to a few steps without CFG with Pyramidal DMD; the pipeline keeps the new schedule."
     requires = ("denoiser", "scheduler")
@@ -227,8 +242,14 @@ class StepDistill(Pass):
         pipe = family.pipeline(ir)
         prompts = self._prompts(ctx)
         train_prompts, held_prompts = prompts[: -cfg.heldout], prompts[-cfg.heldout :]
+        starts = None
         if cfg.latents is not None:
             data = load_latent_file(cfg.latents, pipe.latent_dims)
+        elif cfg.paired_weight > 0:
+            from neocompress.distill.ode_pairs import teacher_samples_with_starts
+
+            data, starts = teacher_samples_with_starts(pipe, train_prompts, cfg.samples, seed=ctx.seed,
+                                                       schedule=teacher_schedule)  # fmt: skip
         else:
             data = teacher_latents(pipe, train_prompts, cfg.samples, seed=ctx.seed, schedule=teacher_schedule)
         quality: dict[str, Any] = {}
@@ -254,11 +275,11 @@ class StepDistill(Pass):
             return cond, (cache.get([""] * len(idx)) if uses_cfg else None)
 
         settings = settings_from(cfg.update_ratio, cfg.noise_levels, cfg.cauchy_weight, guidance, target.hybrid,
-                                 cfg.gan_weight)  # fmt: skip
+                                 cfg.gan_weight, cfg.paired_weight)  # fmt: skip
         out_dir = ctx.pass_dir(self.name)
         key = self._run_key(ir, data, ctx.seed)
         result = run_dmd(student, fake, teacher, pipe.scheduler, data.latents, text_of, settings, cfg.train,
-                         out_dir / f"train-{key}", ctx.seed)  # fmt: skip
+                         out_dir / f"train-{key}", ctx.seed, starts)  # fmt: skip
         student.eval().requires_grad_(False)
         del fake, teacher
         self._rewrite_schedule(ir, target)
@@ -276,8 +297,8 @@ class StepDistill(Pass):
             "nfe": self._nfe(ir, original, target),
             "teacher_schedule": teacher_schedule.to_dict(),
             "dmd": {"update_ratio": cfg.update_ratio, "noise_levels": settings.noise_levels,
-                    "cauchy_weight": cfg.cauchy_weight, "gan_weight": cfg.gan_weight,
-                    "teacher_guidance": guidance},  # fmt: skip
+                    "cauchy_weight": cfg.cauchy_weight, "paired_weight": cfg.paired_weight,
+                    "gan_weight": cfg.gan_weight, "teacher_guidance": guidance},  # fmt: skip
             "data": {"source": data.source, "train_samples": len(data.captions), "heldout_prompts": held_prompts,
                      "heldout_seeds": seeds},  # fmt: skip
             "train": result.summary(),
@@ -315,7 +336,7 @@ def _loss_summary(history: list[dict[str, float]]) -> dict[str, Any]:
     import math
 
     out: dict[str, Any] = {}
-    for name in ("fake_flow", "dmd", "cauchy"):
+    for name in ("fake_flow", "dmd", "cauchy", "paired", "critic", "generator"):
         values = [r[name] for r in history if name in r and math.isfinite(r[name])]
         if values:
             k = max(len(values) // 10, 1)

@@ -1,10 +1,10 @@
 #!/bin/bash
 # DMD2's GAN term in step_distill, A/B on 64 MiniBench prompts with the background per caption (eleventh sitting).
-# Usage: sd_gan_ab.sh GAN_WEIGHT [STEPS]
+# and DMD's paired regression. Usage: sd_gan_ab.sh GAN_WEIGHT [STEPS] [PAIRED_WEIGHT]  (TAG=... names a variant)
 set -e
 cd "$(dirname "$0")/../.."
-export GAN=$1 STEPS=${2:-300}
-name=sd-gan$GAN-s$STEPS
+export GAN=$1 STEPS=${2:-300} PAIRED=${3:-0}
+name=sd-gan$GAN-s$STEPS-p$PAIRED${TAG:+-$TAG}
 envsubst < runs/issue16-miniature/sd-gan.yaml > /tmp/$name.yaml
 .venv/bin/neocompress apply /tmp/$name.yaml -o out/$name --force --time --no-progress
 .venv/bin/python runs/issue16-miniature/chain_scores.py out/$name
