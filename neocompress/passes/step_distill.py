@@ -24,10 +24,10 @@ term (`dmd_gan`); on the same model (48 samples, 300 steps, 64 prompts; `runs/is
 bought nothing: student 0.613 without it, 0.629 at 0.5 with the critic at chance throughout, 0.573 with a critic
 made to learn faster at low noise; no textured background right in any. `paired_weight` adds DMD's own regression
 on the teacher's ODE pairs (`ode_pairs`): one student step from the exact point where the teacher's last stage
-started, towards where the teacher ended, which can learn the phase the flow-matching mix cannot. At weight 1.0 on
-the same model its loss halved (0.071 -> 0.032) and the student scored 0.597, still no textured background right:
-neither term is in the recipes; the miniature's textures are low-contrast (16 vs 64 on black) and cost the latent
-error little, which may be why a regression does not go after them.
+started, towards where the teacher ended, which can learn the phase the flow-matching mix cannot. At weight 1.0 and
+300 steps it bought nothing (0.597, no texture right); at 2.0 and 1200 steps it is the first thing that drew textures
+in one step: background 0.672 (7 of 27 textured right; checkered 6/14) against 0.562 (0/27) for plain DMD at the same
+1200 steps, total 0.618 against 0.608. Not in the recipes until `make quality` measures it on 160 prompts.
 A target with several steps in a stage samples at the student's levels (the `uniform` grid: 1, 1/2 ...), which
 `noise_levels` must contain.
 
