@@ -27,7 +27,8 @@ on the teacher's ODE pairs (`ode_pairs`): one student step from the exact point 
 started, towards where the teacher ended, which can learn the phase the flow-matching mix cannot. At weight 1.0 and
 300 steps it bought nothing (0.597, no texture right); at 2.0 and 1200 steps it is the first thing that drew textures
 in one step: background 0.672 (7 of 27 textured right; checkered 6/14) against 0.562 (0/27) for plain DMD at the same
-1200 steps, total 0.618 against 0.608. Not in the recipes until `make quality` measures it on 160 prompts.
+1200 steps, total 0.618 against 0.608; on 160 prompts, paired, background +0.094 [+0.044, +0.150], total +0.014
+[-0.003, +0.033], the motion parts unchanged. Not in the recipes until `make quality` measures it in the chain.
 A target with several steps in a stage samples at the student's levels (the `uniform` grid: 1, 1/2 ...), which
 `noise_levels` must contain.
 
