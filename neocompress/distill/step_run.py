@@ -130,7 +130,8 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
     paired regression, aligned with `latents`."""
 
     scales = per_stage(settings.guidance, scheduler.stages)
-    tap = fake.get_submodule(CRITIC_TAP) if critic is not None else None
+    tap = fake.get_submodule(CRITIC_TAP) if critic is not None else None  # only a GAN run needs the tap
+    paired = starts is not None and settings.paired_weight > 0
 
     def loss_fn(batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
         idx = batch.tolist()
@@ -152,7 +153,7 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
         z_tau, flow, t = noised(z_theta.detach())
         fake_loss = F.mse_loss(_call(fake, [*history, z_tau], text, t).float(), flow.float())
         parts: dict[str, Any] = {"fake_flow": fake_loss.detach(), "dmd": NAN, "cauchy": NAN}
-        if starts is not None and settings.paired_weight > 0:
+        if paired:
             parts["paired"] = NAN  # the engine wants the same parts every step
         loss = fake_loss
         if critic is not None and tap is not None:
@@ -174,7 +175,8 @@ def dmd_loss_fn(student: nn.Module, fake: nn.Module, teacher: nn.Module, schedul
             l_cauchy = cauchy_loss(z_theta, d.clean)
             loss = loss + l_dmd + settings.cauchy_weight * l_cauchy
             parts.update(dmd=l_dmd.detach(), cauchy=l_cauchy.detach())
-            if starts is not None and settings.paired_weight > 0:
+            if paired:
+                assert starts is not None
                 l_pair = paired_loss(student, scheduler, latents[idx], starts[idx], text, g, settings.first_unit)
                 loss = loss + settings.paired_weight * l_pair
                 parts.update(paired=l_pair.detach())

@@ -125,7 +125,7 @@ class StepDistillConfig(PassConfig):
 @register_pass
 class StepDistill(Pass):
     name = "step_distill"
-    version = 2  # 2: the GAN term and the schedule grid
+    version = 2  # 2: the schedule grid, the paired regression and the GAN term
     Config = StepDistillConfig
     summary = "Distil the sampler to a few steps without CFG with Pyramidal DMD; the pipeline keeps the new schedule."
     requires = ("denoiser", "scheduler")
@@ -161,12 +161,16 @@ class StepDistill(Pass):
             problems += minibench_problems(ir, self.config.minibench)
         return problems
 
+    def _target_steps(self) -> list[int]:
+        """Every stage's step count in the target schedule, first unit and later units."""
+        return [*(self.config.target.first or []), *(self.config.target.later or [])]
+
     def _grid_problems(self) -> list[Problem]:
         """A multi-step stage of the target samples at levels the student must have been trained at."""
-        target, levels = self.config.target, self.config.noise_levels
-        if target.grid == "upstream":
+        levels = self.config.noise_levels
+        if self.config.target.grid == "upstream":
             return []
-        steps = sorted({n for n in [*(target.first or []), *(target.later or [])] if n > 1 and levels % n})
+        steps = sorted({n for n in self._target_steps() if n > 1 and levels % n})
         return [Problem(f"target has a {n}-step stage, sampled at levels 1, {n - 1}/{n} ... on the uniform grid, but "
                         f"the student is trained at {levels} levels (1, {levels - 1}/{levels} ...): give noise_levels "
                         f"a multiple of {n}", path="noise_levels") for n in steps]  # fmt: skip
@@ -190,7 +194,7 @@ class StepDistill(Pass):
 
         target = self.config.target
         # a student trained at levels 1, 1/2 ... samples there: upstream's grid would spend a second step at 0.001
-        multi_step = any(n > 1 for n in [*(target.first or []), *(target.later or [])])
+        multi_step = any(n > 1 for n in self._target_steps())
         target_grid = target.grid or ("uniform" if multi_step else None)
         return (resolve(self.config.teacher, None, self.config.teacher.grid),
                 resolve(target, self.config.first_frame is not None, target_grid))  # fmt: skip
