@@ -12,8 +12,9 @@ and seconds. Then it checks the issue's bars and says which hold:
 
 Writes `--output` (JSON), and the Markdown table between the `quality-chain` markers of benchmarks/results.md
 and of the README.
-The recipe needs `evaluate: {per_pass: true}`; a pass restored from the cache on a resumed run has no per-pass
-score (its IR is not kept), so the table takes that pass's own `minibench.after` when it has one.
+The recipe needs `evaluate: {per_pass: true}`; on a resumed run only the last pass restored from the cache is
+scored (its IR is the one restored); for the cached passes before it the table takes the score each pass
+gave its own output on the same prompts, when it has one.
 """
 
 from __future__ import annotations
@@ -41,10 +42,19 @@ def rows_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [{"step": "base", "minibench": quality["before"], "cost": quality["cost"]["before"], "seconds": 0.0}]
     for entry in per_pass:
         record = records[entry["index"]]
-        score = entry if not entry.get("cached") else (record["report"].get("minibench") or {}).get("after")
+        scored = "total" in entry  # a cached pass is scored only when its own IR was restored
+        score = entry if scored else own_after(record["report"], quality["before"].get("prompts"))
         rows.append({"step": entry["pass"], "minibench": score, "cost": entry.get("cost"),
                      "seconds": record["seconds"], "cached": record["cached"]})  # fmt: skip
     return rows
+
+
+def own_after(report: dict[str, Any], prompts: int | None) -> dict[str, Any] | None:
+    """The score a pass gave its own output, when it scored it on the chain's prompt count: `minibench.after`,
+    or the last recovery stage's score (block_prune scores each stage of its recovery)."""
+    recovery = (report.get("recovery") or {}).get("minibench") or [None]
+    score = (report.get("minibench") or {}).get("after") or recovery[-1]
+    return score if score and score.get("prompts") == prompts else None
 
 
 def checks(rows: list[dict[str, Any]], differences: list[dict[str, Any] | None]) -> dict[str, Any]:

@@ -72,18 +72,38 @@ def pipeline_cost(family: Any, ir: PipelineIR) -> dict[str, Any]:
 
 
 class MiniBenchInstrument(Instrument):
-    """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`)."""
+    """Scores the pipeline after every pass (a recipe's `evaluate.per_pass`).
+
+    A resumed run replays its cached passes with one IR, the one restored from the last cached pass's entry: it
+    is that pass's true output, so that pass is scored (from the score cache when an earlier run scored it),
+    before the first pass that runs changes it; the passes before it have no IR of their own here and are
+    marked cached without a score."""
 
     def __init__(self, family: Any, *, prompts: int, seed: int, cache: ScoreCache | None = None):
         self.family, self.prompts, self.seed, self.cache = family, prompts, seed, cache
         self.per_pass: list[dict[str, Any]] = []
+        self._restored: PipelineIR | None = None
 
     def after_pass(self, index: int, name: str, result: PassResult, seconds: float, cached: bool) -> None:
-        if cached:  # a resumed run replays cached passes with the restored (final) IR: nothing true to score
+        if cached:
             self.per_pass.append({"index": index, "pass": name, "cached": True})
+            self._restored = result.ir
             return
-        score = minibench(self.family, result.ir, prompts=self.prompts, seed=self.seed, cache=self.cache)
-        self.per_pass.append({"index": index, "pass": name, "cost": pipeline_cost(self.family, result.ir), **score})
+        self.per_pass.append({"index": index, "pass": name, **self._scored(result.ir)})
+
+    def before_pass(self, index: int, name: str, ir: PipelineIR) -> None:
+        self._score_restored()
 
     def record(self) -> dict[str, Any]:
+        self._score_restored()
         return {"minibench_per_pass": self.per_pass}
+
+    def _scored(self, ir: PipelineIR) -> dict[str, Any]:
+        score = minibench(self.family, ir, prompts=self.prompts, seed=self.seed, cache=self.cache)
+        return {"cost": pipeline_cost(self.family, ir), **score}
+
+    def _score_restored(self) -> None:
+        """Score the last cached pass with the restored IR, once, before anything changes it."""
+        if self._restored is not None:
+            self.per_pass[-1].update(self._scored(self._restored))
+            self._restored = None

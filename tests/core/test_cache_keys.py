@@ -9,6 +9,7 @@ import pytest
 from neocompress.core.apply_run import apply_recipe
 from neocompress.core.context import PassContext
 from neocompress.core.manager import PassManager
+from neocompress.core.pass_base import PassResult
 from neocompress.data.prompts import PromptSets
 from neocompress.models.pyramid_flow.family import PyramidFlowFamily
 from neocompress.recipe.load import parse_recipe
@@ -109,6 +110,35 @@ def test_evaluate_section_puts_minibench_before_and_after_in_the_report(tmp_path
     # A second run from the cache scores nothing again: both sides come from the remembered results.
     again = apply_recipe(recipe, cache_dir=tmp_path / "cache", force=True)
     assert again.manifest["quality"]["before"].get("reused") is True
+    # The pass restored from the cache is scored with its own restored pipeline, read back, not left blank.
+    (replayed,) = again.manifest["instruments"]["minibench_per_pass"]
+    assert replayed["cached"] is True and replayed["reused"] is True and replayed["total"] == per_pass[0]["total"]
+    assert replayed["cost"] == per_pass[0]["cost"]
+
+
+def test_a_resumed_run_scores_only_the_pass_whose_pipeline_it_restored(tmp_path: Path) -> None:
+    from neocompress.analysis.quality import MiniBenchInstrument
+
+    calls: list[str] = []
+
+    class Counting(MiniBenchInstrument):
+        def _scored(self, ir):  # type: ignore[no-untyped-def]
+            calls.append(ir.meta["tag"])
+            return {"total": 0.5, "cost": {}}
+
+    class IR:
+        def __init__(self, tag: str) -> None:
+            self.meta = {"tag": tag}
+
+    inst = Counting(family=None, prompts=4, seed=0)
+    restored, changed = IR("restored"), IR("changed")
+    inst.after_pass(0, "a", PassResult(restored, True, {}), 0.0, True)  # type: ignore[arg-type]
+    inst.after_pass(1, "b", PassResult(restored, True, {}), 0.0, True)  # type: ignore[arg-type]
+    inst.before_pass(2, "c", restored)  # type: ignore[arg-type]
+    inst.after_pass(2, "c", PassResult(changed, True, {}), 0.0, False)  # type: ignore[arg-type]
+    per_pass = inst.record()["minibench_per_pass"]
+    assert calls == ["restored", "changed"]
+    assert ["total" in r for r in per_pass] == [False, True, True] and per_pass[1]["cached"] is True
 
 
 DECODER_RECIPE = """\
