@@ -16,22 +16,22 @@ same model [3.5, 3.5, 2.0] scored 0.515 and [3.5, 2.0, 2.0] 0.475 (`runs/issue16
 the middle stage wants the strong scale; the gain of the first over a uniform 3.5 is within the 64 prompts' noise.
 
 What a few-step sampler loses first is texture. On the miniature's pruned model, one step in the last pyramid stage
-loses every striped and checkered background (0 of 27 right, against 17 of 27 at the teacher's 20 steps; plain
-ones stay right), one step in the first two costs almost nothing (1-20-20: 0.687 vs 0.699), and two or three steps
-in the last stage of the undistilled model do not bring it back (`runs/issue16-miniature/stage_steps_probe.sh`,
-`background_probe.py`): a texture's phase is random, a short flow draws its mean. Two terms aim at that. `gan_weight` adds DMD2's GAN
-term (`dmd_gan`); on the same model (48 samples, 300 steps, 64 prompts; `runs/issue16-miniature/sd_gan_ab.sh`) it
-bought nothing: student 0.613 without it, 0.629 at 0.5 with the critic at chance throughout, 0.573 with a critic
-made to learn faster at low noise; no textured background right in any. `paired_weight` adds DMD's own regression
-on the teacher's ODE pairs (`ode_pairs`): one student step from the exact point where the teacher's last stage
-started, towards where the teacher ended, which can learn the phase the flow-matching mix cannot. At weight 1.0 and
-300 steps it bought nothing (0.597, no texture right); at 2.0 and 1200 steps it is the first thing that drew textures
-in one step: background 0.672 (7 of 27 textured right; checkered 6/14) against 0.562 (0/27) for plain DMD at the same
-1200 steps, total 0.618 against 0.608; on 160 prompts, paired, background +0.094 [+0.044, +0.150], total +0.014
-[-0.003, +0.033], the motion parts unchanged. What brought the textures back is a DMD student with two steps in
-the last stage (target 1-1-2, 8 NFE): with the paired term, 1200 steps, 0.667 (teacher 0.699), background 0.922,
-23 of 27 textured right; in the quality chain (160 prompts) step_distill then costs -0.044 instead of -0.090 and
-the chain keeps 90.9 % of the base; the recipes use it.
+loses every striped and checkered background (0 of 27 right, against 17 of 27 at the teacher's 20 steps; plain ones
+stay right), one step in the first two costs almost nothing (1-20-20: 0.687 vs 0.699), and two or three steps in the
+last stage of the undistilled model do not bring it back (`runs/issue16-miniature/stage_steps_probe.sh`,
+`background_probe.py`): a texture's phase is random, a short flow draws its mean. Two terms aim at that.
+`gan_weight` adds DMD2's GAN term (`dmd_gan`); on the same model (48 samples, 300 steps, 64 prompts;
+`runs/issue16-miniature/sd_gan_ab.sh`) it bought nothing: student 0.613 without it, 0.629 at 0.5 with the critic at
+chance throughout, 0.573 with a critic made to learn faster at low noise; no textured background right in any.
+`paired_weight` adds DMD's own regression on the teacher's ODE pairs (`ode_pairs`): one student step from the exact
+point where the teacher's last stage started, towards where the teacher ended, which can learn the phase the
+flow-matching mix cannot. At weight 1.0 and 300 steps it bought nothing (0.597, no texture right); at 2.0 and 1200
+steps it is the first thing that drew textures in one step: background 0.672 (7 of 27 textured right; checkered
+6/14) against 0.562 (0/27) for plain DMD at the same 1200 steps, total 0.618 against 0.608; on 160 prompts, paired,
+background +0.094 [+0.044, +0.150], total +0.014 [-0.003, +0.033], the motion parts unchanged. What brought the
+textures back is a DMD student with two steps in the last stage (target 1-1-2, 8 NFE): with the paired term, 1200
+steps, 0.667 (teacher 0.699), background 0.922, 23 of 27 textured right; in the quality chain (160 prompts)
+step_distill then costs -0.044 instead of -0.090 and the chain keeps 90.9 % of the base; the recipes use it.
 A target with several steps in a stage samples at the student's levels (the `uniform` grid: 1, 1/2 ...), which
 `noise_levels` must contain.
 
