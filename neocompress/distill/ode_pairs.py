@@ -17,18 +17,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neocompress.prune.recovery import LatentData
+from neocompress.prune.recovery import LatentData, teacher_latents
 
 
 def teacher_samples_with_starts(pipeline: Any, prompts: Sequence[str], count: int, *, seed: int,
                                 schedule: Any) -> tuple[LatentData, Tensor]:  # fmt: skip
-    """`count` teacher samples exactly as `recovery.teacher_latents` draws them (prompts cycled, chunks of 4,
-    seed + i), and for each sample and unit the input of the first denoiser call of the last pyramid stage:
-    [count, C, units, h, w] like the latents."""
+    """`count` teacher samples drawn by `recovery.teacher_latents` itself, and for each sample and unit the input
+    of the first denoiser call of the last pyramid stage: [count, C, units, h, w] like the latents."""
     last = pipeline.scheduler.stages - 1
-    captions = [prompts[i % len(prompts)] for i in range(count)]
     where: dict[str, int] = {}
-    starts: list[Tensor] = []
+    starts: list[Tensor] = []  # one per unit of the chunk being sampled
+    chunk_starts: list[Tensor] = []
 
     def progress(unit: int, stage: int, step: int) -> None:
         where.update(unit=unit, stage=stage, step=step)
@@ -37,18 +36,17 @@ def teacher_samples_with_starts(pipeline: Any, prompts: Sequence[str], count: in
         if where.get("stage") == last and where.get("step") == 0:
             starts.append(args[0][-1].detach().clone())
 
-    latents, chunk_starts = [], []
+    def collect(n: int) -> None:
+        # one call per unit (a CFG call holds [uncond, cond]: the same start twice)
+        chunk_starts.append(torch.cat([s[:n] for s in starts], dim=2))
+        starts.clear()
+
     handle = pipeline.denoiser.register_forward_pre_hook(grab)
     try:
-        for i in range(0, count, 4):
-            batch = captions[i : i + 4]
-            starts.clear()
-            latents.append(pipeline.sample_latents(batch, seed=seed + i, schedule=schedule, progress=progress))
-            # one call per unit (a CFG call holds [uncond, cond]: the same start twice)
-            chunk_starts.append(torch.cat([s[: len(batch)] for s in starts], dim=2))
+        data = teacher_latents(pipeline, prompts, count, seed=seed, schedule=schedule, progress=progress,
+                               after_chunk=collect)  # fmt: skip
     finally:
         handle.remove()
-    data = LatentData(torch.cat(latents).float(), captions, "teacher samples")
     start = torch.cat(chunk_starts).float()
     if start.shape != data.latents.shape:
         raise RuntimeError(f"captured last-stage starts {list(start.shape)} do not match the samples "

@@ -132,12 +132,19 @@ def load_latent_file(path: str, dims: int = 5) -> LatentData:
     return LatentData(latents, [str(c) for c in captions], str(file))
 
 
-def teacher_latents(pipeline: Any, prompts: Sequence[str], count: int, *, seed: int, schedule: Any) -> LatentData:
-    """`count` samples of the teacher (prompts cycled), in its own latent space."""
+def teacher_latents(pipeline: Any, prompts: Sequence[str], count: int, *, seed: int, schedule: Any,
+                    progress: Callable | None = None,
+                    after_chunk: Callable[[int], None] | None = None) -> LatentData:  # fmt: skip
+    """`count` samples of the teacher (prompts cycled, chunks of 4 with seed + i), in its own latent space.
+    `progress` goes to the sampler; `after_chunk(n)` is called after each chunk of n samples (what watches the
+    sampler's calls, as DMD's paired data does, collects per chunk there)."""
     captions = [prompts[i % len(prompts)] for i in range(count)]
-    chunks = [
-        pipeline.sample_latents(captions[i : i + 4], seed=seed + i, schedule=schedule) for i in range(0, count, 4)
-    ]
+    chunks = []
+    for i in range(0, count, 4):
+        batch = captions[i : i + 4]
+        chunks.append(pipeline.sample_latents(batch, seed=seed + i, schedule=schedule, progress=progress))
+        if after_chunk is not None:
+            after_chunk(len(batch))
     return LatentData(torch.cat(chunks).float(), captions, "teacher samples")
 
 
